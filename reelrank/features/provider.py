@@ -1,0 +1,29 @@
+"""The seam between features and models: where a model gets its features from.
+
+Training inside ``Recommender.fit`` uses features computed by the library in memory;
+the pipeline uses Feast's historical retrieval (offline store, point-in-time); the API
+uses Feast's online store. All three satisfy :class:`FeatureProvider`, so the ranker
+code is the same on every path (training/serving parity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import pandas as pd
+
+
+@runtime_checkable
+class FeatureProvider(Protocol):
+    """Returns entity features as they were known at ``as_of``.
+
+    Both methods return a frame indexed by the entity id (``user_id`` / ``item_id``), one row
+    per requested id in the order given, with the feature columns of the ``ranker_v1``
+    feature service. Unknown ids get a row of NaN (never an error). Online providers
+    ignore ``as_of`` (the online store holds the latest values).
+    """
+
+    def user_features(self, user_ids: Sequence[int], as_of: pd.Timestamp) -> pd.DataFrame: ...
+
+    def item_features(self, item_ids: Sequence[int], as_of: pd.Timestamp) -> pd.DataFrame: ...

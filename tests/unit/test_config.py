@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from reelrank.config import Settings, get_settings, reset_settings
+
+
+def test_paths_derive_from_data_dir(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert settings.lake_path == tmp_path / "lake"
+    assert settings.quarantine_path == tmp_path / "quarantine"
+    assert settings.raw_path == tmp_path / "raw"
+    assert settings.feast_path == tmp_path / "feast"
+    assert settings.tracking_uri == f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
+
+
+def test_explicit_path_wins(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, lake_dir=tmp_path / "elsewhere")
+    assert settings.lake_path == tmp_path / "elsewhere"
+    assert settings.raw_path == tmp_path / "raw"
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REELRANK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("REELRANK_ONLINE_STORE", "redis")
+    reset_settings()
+    try:
+        settings = get_settings()
+        assert settings.data_dir == tmp_path
+        assert settings.online_store == "redis"
+        assert get_settings() is settings  # built once
+    finally:
+        reset_settings()
+
+
+def test_mlflow_env_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert Settings(data_dir=tmp_path).tracking_uri == "http://mlflow:5000"
+
+
+def test_bad_values_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="online_store"):
+        Settings(data_dir=tmp_path, online_store="memcached")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("key", ["changeme", "short"])
+def test_placeholder_api_key_refused_outside_development(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValidationError, match="REELRANK_API_KEY"):
+        Settings(data_dir=tmp_path, environment="production", api_key=key)  # type: ignore[arg-type]
+    assert Settings(data_dir=tmp_path, environment="development", api_key=key)  # type: ignore[arg-type]
+
+
+def test_import_has_no_side_effects(tmp_path: Path) -> None:
+    code = "import reelrank, reelrank.config, reelrank.cli; import os; print(sorted(os.listdir('.')))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", "importing reelrank created files"
