@@ -73,7 +73,12 @@ class TableSchema:
 EVENTS_SCHEMA: Final = TableSchema(
     name=EVENTS,
     key=(USER_ID, ITEM_ID, TIMESTAMP),
-    dtypes={USER_ID: "int64", ITEM_ID: "int64", RATING: "float64", TIMESTAMP: "datetime64[ns, UTC]"},
+    dtypes={
+        USER_ID: "int64",
+        ITEM_ID: "int64",
+        RATING: "float64",
+        TIMESTAMP: "datetime64[ns, UTC]",
+    },
 )
 USERS_SCHEMA: Final = TableSchema(
     name=USERS,
@@ -83,7 +88,12 @@ USERS_SCHEMA: Final = TableSchema(
 ITEMS_SCHEMA: Final = TableSchema(
     name=ITEMS,
     key=(ITEM_ID,),
-    dtypes={ITEM_ID: "int64", TITLE: "string", GENRES: "object", RELEASE_DATE: "datetime64[ns, UTC]"},
+    dtypes={
+        ITEM_ID: "int64",
+        TITLE: "string",
+        GENRES: "object",
+        RELEASE_DATE: "datetime64[ns, UTC]",
+    },
 )
 SCHEMAS: Final = {EVENTS: EVENTS_SCHEMA, USERS: USERS_SCHEMA, ITEMS: ITEMS_SCHEMA}
 
