@@ -1,0 +1,128 @@
+"""Baselines every model is compared against, on identical folds.
+
+Both follow the recommender API (``fit(events, users=None, items=None)`` and
+``recommend(user_ids, k, exclude_seen)``) so the cross-validation code treats them exactly
+like :class:`~reelrank.models.recommender.Recommender`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+
+from reelrank.data.schema import ITEM_ID, USER_ID
+from reelrank.exceptions import NotFittedError
+
+SCORE = "score"
+RANK = "rank"
+RECOMMENDATION_COLUMNS = [USER_ID, ITEM_ID, SCORE, RANK]
+
+
+class _MatrixRecommender(BaseEstimator):  # type: ignore[misc]
+    """Shared plumbing: id maps, the user x item matrix and top-k selection."""
+
+    def _index(self, events: pd.DataFrame) -> sp.csr_matrix:
+        for column in (USER_ID, ITEM_ID):
+            if column not in events.columns:
+                raise ValueError(f"events lack the column {column!r}; pass canonical events.")
+        self.user_ids_ = np.sort(events[USER_ID].unique())
+        self.item_ids_ = np.sort(events[ITEM_ID].unique())
+        rows = np.searchsorted(self.user_ids_, events[USER_ID].to_numpy())
+        cols = np.searchsorted(self.item_ids_, events[ITEM_ID].to_numpy())
+        matrix = sp.csr_matrix(
+            (np.ones(len(events), dtype=np.float64), (rows, cols)),
+            shape=(len(self.user_ids_), len(self.item_ids_)),
+        )
+        matrix.data[:] = 1.0  # repeated pairs count once
+        self.seen_ = matrix
+        self.popularity_ = np.asarray(matrix.sum(axis=0)).ravel()
+        return matrix
+
+    def _user_scores(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+    def recommend(
+        self, user_ids: Iterable[int], k: int = 10, exclude_seen: bool = True
+    ) -> pd.DataFrame:
+        if not hasattr(self, "seen_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(events) first.")
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}.")
+        users = np.asarray(list(dict.fromkeys(int(u) for u in user_ids)), dtype=np.int64)
+        k = min(k, len(self.item_ids_))
+        positions = np.searchsorted(self.user_ids_, users)
+        positions = np.clip(positions, 0, max(len(self.user_ids_) - 1, 0))
+        known = (len(self.user_ids_) > 0) & (self.user_ids_[positions] == users)
+        scores = np.tile(self.popularity_.astype(np.float64), (len(users), 1))
+        if known.any():
+            scores[known] = self._user_scores(positions[known])
+        if exclude_seen and known.any():
+            seen = self.seen_[positions[known]]
+            block = scores[known]
+            block[seen.nonzero()] = -np.inf
+            scores[known] = block
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(scores, order, axis=1)
+        frame = pd.DataFrame(
+            {
+                USER_ID: np.repeat(users, k),
+                ITEM_ID: self.item_ids_[order].ravel(),
+                SCORE: top.ravel(),
+                RANK: np.tile(np.arange(1, k + 1), len(users)),
+            }
+        )
+        return frame[np.isfinite(frame[SCORE])].reset_index(drop=True)
+
+
+class PopularityBaseline(_MatrixRecommender):
+    """Recommend the items most users interacted with (the same list for everyone)."""
+
+    def fit(
+        self,
+        events: pd.DataFrame,
+        users: pd.DataFrame | None = None,
+        items: pd.DataFrame | None = None,
+    ) -> PopularityBaseline:
+        self._index(events)
+        return self
+
+    def _user_scores(self, rows: np.ndarray) -> np.ndarray:
+        return np.tile(self.popularity_.astype(np.float64), (len(rows), 1))
+
+
+class ItemKNNBaseline(_MatrixRecommender):
+    """Item-based k-nearest neighbours: cosine similarity of item columns, top ``neighbours``.
+
+    A user's score for item j is the sum of j's similarities to the items the user saw.
+    """
+
+    def __init__(self, neighbours: int = 100, shrinkage: float = 10.0) -> None:
+        self.neighbours = neighbours
+        self.shrinkage = shrinkage
+
+    def fit(
+        self,
+        events: pd.DataFrame,
+        users: pd.DataFrame | None = None,
+        items: pd.DataFrame | None = None,
+    ) -> ItemKNNBaseline:
+        if self.neighbours < 1:
+            raise ValueError(f"neighbours must be >= 1, got {self.neighbours}.")
+        matrix = self._index(events)
+        co = (matrix.T @ matrix).toarray()
+        norms = np.sqrt(np.diag(co))
+        similarity = co / (np.outer(norms, norms) + self.shrinkage + 1e-12)
+        np.fill_diagonal(similarity, 0.0)
+        if self.neighbours < similarity.shape[0]:
+            # Keep each item's `neighbours` most similar items (column-wise top-k).
+            cut = np.partition(similarity, -self.neighbours, axis=0)[-self.neighbours]
+            similarity[similarity < cut[np.newaxis, :]] = 0.0
+        self.similarity_ = similarity
+        return self
+
+    def _user_scores(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.seen_[rows] @ self.similarity_)
