@@ -448,8 +448,17 @@ class Recommender(BaseEstimator):
         users, items = _side_frames(events, users, items)
         self.ranker_: Ranker | None = None
         self.feature_names_: list[str] = []
+        # One point-in-time feature build over all events serves every label window and
+        # the serving snapshot: a row stamped D only uses events before D, so querying it
+        # as of a window's cutoff equals building it from the pre-cutoff events alone.
+        as_of = pd.Timestamp(events[TIMESTAMP].max()).floor("D") + DAY
+        library = (
+            library_feature_provider(events, users, items, end=as_of)
+            if self.use_features
+            else None
+        )
         if self.ranker != RRF:
-            train = self.training_set(events, users, items, feature_provider)
+            train = self.training_set(events, users, items, feature_provider or library)
             self.ranker_cutoffs_ = train.cutoffs
             self.n_ranker_groups_ = len(train.group_sizes)
             self.n_ranker_rows_ = len(train.y)
@@ -468,9 +477,8 @@ class Recommender(BaseEstimator):
         self.interactions_, self.sources_ = self._fit_sources(events, catalogue)
         self.trained_until_ = pd.Timestamp(events[TIMESTAMP].max())
         self.feature_provider_: FeatureProvider | None = None
-        if self.use_features and self.ranker_ is not None:
-            as_of = self.trained_until_.floor("D") + DAY
-            full = library_feature_provider(events, users, items, end=as_of)
+        if library is not None and self.ranker_ is not None:
+            full = library
             user_ids = np.union1d(self.interactions_.user_ids, users[USER_ID].to_numpy())
             self.feature_provider_ = SnapshotFeatureProvider(
                 full.user_features(list(map(int, user_ids)), as_of),

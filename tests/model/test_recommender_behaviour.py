@@ -149,7 +149,7 @@ def test_model_trained_before_cutoff_never_sees_later_events(genre_world, fast_p
     assert not later_only_items & set(recs[ITEM_ID])
 
     # every feature table was built from events strictly before the time it is read at
-    assert len(built) >= 2  # training window(s) + the serving snapshot
+    assert len(built) == 1  # one point-in-time build serves every window and the snapshot
     for last_event, end in built:
         assert end is not None
         assert last_event < end
@@ -159,6 +159,21 @@ def test_model_trained_before_cutoff_never_sees_later_events(genre_world, fast_p
     snapshot = model.feature_provider_.item_frame
     counts = before.groupby(ITEM_ID).size()
     assert (snapshot["item_events_total"].reindex(counts.index) == counts).all()
+
+
+def test_one_feature_build_equals_per_window_builds(genre_world, fast_params):
+    """fit builds the feature tables once over all events and reads them as of each window's
+    cutoff; that must equal building them from each window's pre-cutoff events alone."""
+    events, users, items = genre_world
+    model = Recommender(random_state=0, **fast_params)
+    per_window = model.training_set(events, users, items)  # builds per window
+    end = pd.Timestamp(events[TIMESTAMP].max()).floor("D") + pd.Timedelta(days=1)
+    shared = recommender_module.library_feature_provider(events, users, items, end=end)
+    once = model.training_set(events, users, items, feature_provider=shared)
+    assert per_window.feature_names == once.feature_names
+    assert len(per_window.cutoffs) >= 2
+    np.testing.assert_allclose(per_window.X, once.X, rtol=0, atol=1e-9, equal_nan=True)
+    np.testing.assert_array_equal(per_window.y, once.y)
 
 
 def test_training_set_labels_come_after_features(genre_world, fast_params):
