@@ -11,6 +11,16 @@ import pytest
 from reelrank.config import Settings, get_settings, reset_settings
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Offline and quiet: no telemetry from Prefect, Feast or MLflow during tests, and time
+    # for Prefect's temporary server to start on a loaded 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("FEAST_USAGE", "False")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

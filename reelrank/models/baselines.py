@@ -22,7 +22,7 @@ RANK = "rank"
 RECOMMENDATION_COLUMNS = [USER_ID, ITEM_ID, SCORE, RANK]
 
 
-class _MatrixRecommender(BaseEstimator):  # type: ignore[misc]
+class _MatrixRecommender(BaseEstimator):
     """Shared plumbing: id maps, the user x item matrix and top-k selection."""
 
     def _index(self, events: pd.DataFrame) -> sp.csr_matrix:
