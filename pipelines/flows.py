@@ -18,7 +18,7 @@ from reelrank.config import DatasetName, get_settings
 from reelrank.data.synthetic import SyntheticConfig
 
 IO_RETRIES = 3
-IO_RETRY_DELAYS: list[float] = [2, 5, 15]
+RETRY_DELAYS: list[float] = [2, 5, 15]
 
 
 @task(name="ingest", cache_policy=NONE)
@@ -75,7 +75,7 @@ def build_features_task() -> dict[str, Any]:
     return stats
 
 
-@task(name="feast-apply", cache_policy=NONE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS)
+@task(name="feast-apply", cache_policy=NONE, retries=IO_RETRIES, retry_delay_seconds=RETRY_DELAYS)
 def feast_apply_task() -> None:
     from reelrank.features.store import apply_definitions
 
@@ -83,7 +83,7 @@ def feast_apply_task() -> None:
     get_run_logger().info("feast apply: definitions registered")
 
 
-@task(name="materialize", cache_policy=NONE, retries=IO_RETRIES, retry_delay_seconds=IO_RETRY_DELAYS)
+@task(name="materialize", cache_policy=NONE, retries=IO_RETRIES, retry_delay_seconds=RETRY_DELAYS)
 def materialize_task(incremental: bool = True) -> dict[str, list[str]]:
     from reelrank.features.store import materialize
 
@@ -181,3 +181,32 @@ def reelrank_pipeline(
         fields = {"dataset": dataset, **(train_config or {})}
         result["train"] = train_flow(fields)
     return result
+
+
+DEPLOYMENT_NAME = "nightly-retrain"
+
+
+def deploy_pipeline(
+    work_pool: str,
+    cron: str,
+    dataset: DatasetName = "synthetic",
+    name: str = DEPLOYMENT_NAME,
+) -> str:
+    """Register the pipeline as a scheduled deployment on a process work pool.
+
+    The code is loaded from this checkout (or the installed image's copy) by the worker
+    that polls ``work_pool``; returns the deployment id.
+    """
+    root = Path(__file__).resolve().parent.parent
+    deployable = reelrank_pipeline.from_source(
+        source=str(root), entrypoint="pipelines/flows.py:reelrank_pipeline"
+    )
+    deployment_id = deployable.deploy(
+        name=name,
+        work_pool_name=work_pool,
+        cron=cron,
+        parameters={"dataset": dataset},
+        description="Nightly retrain: data -> features -> train, promotion gated.",
+        tags=["reelrank", "nightly"],
+    )
+    return str(deployment_id)

@@ -397,6 +397,27 @@ def serve(
 
 
 @app.command()
+def deploy(
+    work_pool: Annotated[
+        str, typer.Option("--work-pool", help="Prefect process work pool the worker polls.")
+    ] = "reelrank",
+    cron: Annotated[
+        str, typer.Option("--cron", help="Schedule (cron, UTC) of the pipeline.")
+    ] = "0 3 * * *",
+    dataset: DatasetOpt = "synthetic",
+) -> None:
+    """Register the pipeline with the Prefect server as a scheduled deployment (nightly)."""
+    _prefect_defaults()
+    from pipelines.flows import DEPLOYMENT_NAME, deploy_pipeline
+
+    deployment_id = deploy_pipeline(work_pool, cron, _dataset(dataset))
+    console.print(
+        f"deployment reelrank-pipeline/{DEPLOYMENT_NAME} ({deployment_id}) on pool "
+        f"{work_pool!r}, schedule {cron!r}"
+    )
+
+
+@app.command()
 def report(
     dataset: Annotated[
         list[str] | None,
