@@ -13,7 +13,7 @@ DATASET ?= ml-100k
 SOURCE ?=
 RUN_ARGS ?=
 
-.PHONY: help install run test lint typecheck format lock clean benchmark report serve up down up-local
+.PHONY: help install run test lint typecheck format lock clean benchmark report serve up down up-local down-local
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -58,6 +58,18 @@ report: $(STAMP) ## Regenerate design_docs/results from the latest runs
 
 benchmark: $(STAMP) ## Run the benchmarks under benchmarks/
 	$(PY) benchmarks/serving.py
+
+up: ## Bring the production topology up with Docker Compose (needs a Docker engine)
+	docker compose up -d --build
+
+down: ## Stop the Docker Compose stack
+	docker compose down
+
+up-local: $(STAMP) ## The same services as local processes (Postgres and Redis must be running)
+	$(PY) scripts/local_stack.py up
+
+down-local: $(STAMP) ## Stop the local-process stack
+	$(PY) scripts/local_stack.py down
 
 clean: ## Remove caches (keeps data/ and .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -194,19 +194,17 @@ def deploy_pipeline(
 ) -> str:
     """Register the pipeline as a scheduled deployment on a process work pool.
 
-    The code is loaded from this checkout (or the installed image's copy) by the worker
-    that polls ``work_pool``; returns the deployment id.
+    The worker polling ``work_pool`` imports ``pipelines.flows`` from the installed package
+    (no code is copied or pulled); returns the deployment id.
     """
-    root = Path(__file__).resolve().parent.parent
-    deployable = reelrank_pipeline.from_source(
-        source=str(root), entrypoint="pipelines/flows.py:reelrank_pipeline"
-    )
-    deployment_id = deployable.deploy(
+    from prefect.deployments.runner import EntrypointType
+
+    deployment = reelrank_pipeline.to_deployment(
         name=name,
-        work_pool_name=work_pool,
         cron=cron,
         parameters={"dataset": dataset},
         description="Nightly retrain: data -> features -> train, promotion gated.",
         tags=["reelrank", "nightly"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
     )
-    return str(deployment_id)
+    return str(deployment.apply(work_pool_name=work_pool))

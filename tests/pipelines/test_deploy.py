@@ -34,4 +34,4 @@ def test_deploy_registers_a_scheduled_deployment() -> None:
     assert deployment.work_pool_name == "reelrank-test"
     assert [s.schedule.cron for s in deployment.schedules] == ["0 3 * * *"]
     assert deployment.parameters == {"dataset": "synthetic"}
-    assert deployment.entrypoint == "pipelines/flows.py:reelrank_pipeline"
+    assert deployment.entrypoint == "pipelines.flows.reelrank_pipeline"

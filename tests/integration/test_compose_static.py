@@ -1,0 +1,797 @@
+"""Static proof of the docker-compose topology: no Docker engine, no services.
+
+The compose file must validate against the Compose Specification schema (vendored
+in compose-spec.json, see compose-spec.README.md), and agree with the code and the
+other deployment files: every REELRANK_* variable is a setting, every command is a
+real command with real options, ports and service names match Prometheus, Grafana,
+the Dockerfile and the API settings, every variable is documented in .env.example,
+and scripts/local_stack.py runs the same commands with the same variables.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
+SCHEMA_FILE = HERE / "compose-spec.json"
+LOCAL_STACK_FILE = ROOT / "scripts" / "local_stack.py"
+
+EXPECTED_SERVICES = {
+    "postgres",
+    "redis",
+    "mlflow",
+    "prefect-server",
+    "prefect-worker",
+    "pipeline",
+    "api",
+    "prometheus",
+    "grafana",
+}
+ONE_SHOT_SERVICES = {"pipeline"}
+APP_SERVICES = ("pipeline", "prefect-worker", "api")  # run ReelRank code
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY", re.IGNORECASE)
+# Sub-commands of third-party CLIs that compose may run (longest prefix wins).
+KNOWN_TOOL_COMMANDS = {
+    ("prefect", "server", "start"),
+    ("prefect", "work-pool", "create"),
+    ("prefect", "worker", "start"),
+    ("mlflow", "server"),
+}
+
+# ---------------------------------------------------------------------------
+# compose variable interpolation (the subset of the spec this project uses)
+# ---------------------------------------------------------------------------
+_VAR = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+class MissingVariableError(ValueError):
+    """A ``${VAR:?message}`` whose variable is unset or empty."""
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Apply compose interpolation to one string (``$$`` is a literal ``$``)."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match["braced"] or match["bare"]
+        op, arg = match["op"], match["arg"] or ""
+        value = env.get(name)
+        if op == ":-":
+            return value if value else interpolate(arg, env)
+        if op == "-":
+            return value if value is not None else interpolate(arg, env)
+        if op in (":?", "?"):
+            if value is None or (op == ":?" and not value):
+                raise MissingVariableError(f"{name}: {arg}")
+            return value
+        if op == ":+":
+            return interpolate(arg, env) if value else ""
+        if op == "+":
+            return interpolate(arg, env) if value is not None else ""
+        return value or ""
+
+    return "$".join(_VAR.sub(one, part) for part in text.split("$$"))
+
+
+def variables_in(text: str) -> set[str]:
+    """Variable names a compose string references (nested defaults included)."""
+    names = set()
+    for part in text.split("$$"):
+        for match in _VAR.finditer(part):
+            names.add(match["braced"] or match["bare"])
+            if match["arg"]:
+                names |= variables_in(match["arg"])
+    return names
+
+
+def walk_strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, Mapping):
+        for value in node.values():
+            yield from walk_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk_strings(value)
+
+
+def interpolate_tree(node: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        return interpolate(node, env)
+    if isinstance(node, Mapping):
+        return {key: interpolate_tree(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolate_tree(value, env) for value in node]
+    return node
+
+
+def parse_dotenv(path: Path) -> dict[str, str]:
+    values = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"{path.name}: line without '=': {raw!r}"
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+# ---------------------------------------------------------------------------
+# fixtures
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def raw_compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def example_env() -> dict[str, str]:
+    return parse_dotenv(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def filled_env(example_env: dict[str, str]) -> dict[str, str]:
+    """.env.example with every empty (secret) value filled by a strong dummy."""
+    return {
+        key: value or f"{key.lower()}-Dummy-0123456789abcdef" for key, value in example_env.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def compose(raw_compose: dict[str, Any], filled_env: dict[str, str]) -> dict[str, Any]:
+    return interpolate_tree(raw_compose, filled_env)
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def prometheus() -> dict[str, Any]:
+    return yaml.safe_load(PROMETHEUS_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def local_stack() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("local_stack", LOCAL_STACK_FILE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["local_stack"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------
+# helpers over the compose model
+# ---------------------------------------------------------------------------
+def env_of(service: Mapping[str, Any]) -> dict[str, str]:
+    environment = service.get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.split("=", 1) for item in environment)
+    return {key: str(value) for key, value in environment.items()}
+
+
+def commands_of(service: Mapping[str, Any]) -> list[list[str]]:
+    """Every command line a service runs (``sh -c`` chains split at && ; ||)."""
+    command = service.get("command")
+    if command is None:
+        return []
+    argv = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+    if argv[:2] in (["sh", "-c"], ["bash", "-c"]):
+        lexer = shlex.shlex(argv[2], posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        tokens = list(lexer)
+        chains: list[list[str]] = [[]]
+        for token in tokens:
+            if token in {"&&", "||", ";", "|", "&"}:
+                chains.append([])
+            else:
+                chains[-1].append(token)
+        return [chain[1:] if chain[:1] == ["exec"] else chain for chain in chains if chain]
+    return [argv]
+
+
+def all_commands(services: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    return [(name, argv) for name, svc in services.items() for argv in commands_of(svc)]
+
+
+def option_names(argv: list[str]) -> list[str]:
+    return [token.split("=", 1)[0] for token in argv if token.startswith("--")]
+
+
+def option_value(argv: list[str], option: str) -> str:
+    for i, token in enumerate(argv):
+        if token == option:
+            return argv[i + 1]
+        if token.startswith(option + "="):
+            return token.split("=", 1)[1]
+    raise AssertionError(f"{option} not in {argv}")
+
+
+def container_ports(service: Mapping[str, Any]) -> set[int]:
+    ports = set()
+    for entry in service.get("ports", []):
+        if isinstance(entry, Mapping):
+            ports.add(int(entry["target"]))
+        else:
+            ports.add(int(str(entry).split("/")[0].rsplit(":", 1)[-1]))
+    ports |= {int(p) for p in service.get("expose", [])}
+    return ports
+
+
+def healthcheck_urls(service: Mapping[str, Any]) -> list[str]:
+    test = service.get("healthcheck", {}).get("test", [])
+    text = " ".join(test) if isinstance(test, list) else str(test)
+    return re.findall(r"https?://[^\s'\"]+", text)
+
+
+def mounts(service: Mapping[str, Any]) -> list[tuple[str, str]]:
+    result = []
+    for entry in service.get("volumes", []):
+        if isinstance(entry, Mapping):
+            result.append((entry.get("source", ""), entry["target"]))
+        else:
+            parts = str(entry).split(":")
+            result.append((parts[0], parts[1]) if len(parts) > 1 else ("", parts[0]))
+    return result
+
+
+# ---------------------------------------------------------------------------
+# the Compose Specification
+# ---------------------------------------------------------------------------
+def test_compose_file_validates_against_the_compose_spec(
+    raw_compose: dict[str, Any], compose: dict[str, Any], schema: dict[str, Any]
+) -> None:
+    validator = Draft7Validator(schema)
+    for label, document in (("as written", raw_compose), ("interpolated", compose)):
+        errors = sorted(validator.iter_errors(document), key=lambda e: list(e.path))
+        assert not errors, f"{label}: " + "; ".join(
+            f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors
+        )
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("services", "api", "depends_on", "pipeline", "condition"), "service_finished"),
+        (("services", "api", "healthcheck", "tests"), ["CMD", "true"]),
+        (("services", "redis", "imagee"), "redis:7"),
+        (("volumez",), {}),
+    ],
+)
+def test_the_schema_rejects_broken_compose_files(
+    raw_compose: dict[str, Any], schema: dict[str, Any], path: tuple[str, ...], value: Any
+) -> None:
+    broken = json.loads(json.dumps(raw_compose))
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert list(Draft7Validator(schema).iter_errors(broken)), f"schema accepted {path}={value!r}"
+
+
+def test_the_vendored_schema_is_the_compose_spec(schema: dict[str, Any]) -> None:
+    assert schema["title"] == "Compose Specification"
+    Draft7Validator.check_schema(schema)
+    assert (HERE / "compose-spec.README.md").exists()
+    assert "Apache License" in (HERE / "compose-spec.LICENSE").read_text()
+
+
+def _docker_compose() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker:
+        probe = subprocess.run(
+            [docker, "compose", "version"], capture_output=True, text=True, check=False
+        )
+        if probe.returncode == 0:
+            return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    if standalone:
+        probe = subprocess.run([standalone, "version"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0 and "v2" in probe.stdout:
+            return [standalone]
+    return None
+
+
+def test_docker_compose_config_accepts_the_file(
+    tmp_path: Path, filled_env: dict[str, str], example_env: dict[str, str]
+) -> None:
+    tool = _docker_compose()
+    if tool is None:
+        pytest.skip("docker compose v2 is not installed (no engine needed for `config`)")
+    base = [*tool, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE)]
+    clean = {k: v for k, v in os.environ.items() if k not in example_env}
+    filled = tmp_path / "filled.env"
+    filled.write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in filled_env.items()))
+    ok = subprocess.run(
+        [*base, "--env-file", str(filled), "config", "-q"],
+        capture_output=True, text=True, env=clean, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    # With the secrets left empty, as in .env.example, compose refuses to start.
+    empty = subprocess.run(
+        [*base, "--env-file", str(ENV_EXAMPLE), "config", "-q"],
+        capture_output=True, text=True, env=clean, check=False,
+    )  # fmt: skip
+    assert empty.returncode != 0
+    assert "required variable" in empty.stderr
+
+
+# ---------------------------------------------------------------------------
+# topology: services, healthchecks, dependencies, volumes
+# ---------------------------------------------------------------------------
+def test_every_service_of_the_topology_is_there(services: dict[str, Any]) -> None:
+    assert set(services) == EXPECTED_SERVICES
+
+
+def test_long_running_services_have_healthchecks(services: dict[str, Any]) -> None:
+    for name, svc in services.items():
+        check = svc.get("healthcheck", {})
+        if name in ONE_SHOT_SERVICES:
+            assert svc.get("restart") == "no", f"{name} runs once: restart must be 'no'"
+            continue
+        assert check.get("test"), f"{name} has no healthcheck"
+        assert not check.get("disable"), f"{name} disables its healthcheck"
+        assert svc.get("restart") in {"unless-stopped", "always"}, name
+
+
+def test_dependencies_wait_on_health_or_completion(services: dict[str, Any]) -> None:
+    for name, svc in services.items():
+        depends = svc.get("depends_on", {})
+        assert isinstance(depends, Mapping), f"{name}: depends_on needs conditions"
+        for target, spec in depends.items():
+            assert target in services, f"{name} depends on unknown service {target}"
+            condition = spec["condition"]
+            if condition == "service_healthy":
+                assert not services[target].get("healthcheck", {}).get("disable"), (
+                    f"{name} waits for {target} to be healthy but it has no healthcheck"
+                )
+            elif condition == "service_completed_successfully":
+                assert target in ONE_SHOT_SERVICES, f"{target} is not a one-shot service"
+            else:
+                pytest.fail(f"{name} -> {target}: use service_healthy or completed_successfully")
+    assert services["api"]["depends_on"]["pipeline"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for upstream in ("mlflow", "prefect-server", "redis"):
+        assert services["pipeline"]["depends_on"][upstream]["condition"] == "service_healthy"
+
+
+def test_named_volumes_are_declared_and_bind_mounts_exist(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes", {}))
+    used = set()
+    for name, svc in compose["services"].items():
+        for source, _target in mounts(svc):
+            if source.startswith(("./", "/", "../")):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+            elif source:
+                assert source in declared, f"{name} uses undeclared volume {source}"
+                used.add(source)
+    assert used == declared, f"declared but unused volumes: {declared - used}"
+
+
+def test_app_services_share_the_data_volume(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        data_dir = env_of(services[name])["REELRANK_DATA_DIR"]
+        assert data_dir in {target for _, target in mounts(services[name])}, name
+
+
+# ---------------------------------------------------------------------------
+# configuration: settings, secrets, .env.example
+# ---------------------------------------------------------------------------
+def test_every_reelrank_variable_is_a_setting(services: dict[str, Any]) -> None:
+    from reelrank.config import Settings
+
+    fields = set(Settings.model_fields)
+    for name, svc in services.items():
+        for key in env_of(svc):
+            if key.startswith("REELRANK_"):
+                field = key.removeprefix("REELRANK_").lower()
+                assert field in fields, f"{name}: {key} is not a field of reelrank.config.Settings"
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_app_settings_build_from_the_compose_environment(
+    services: dict[str, Any], service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reelrank.config import Settings
+
+    for key in list(os.environ):
+        if key.startswith("REELRANK_") or key == "MLFLOW_TRACKING_URI":
+            monkeypatch.delenv(key)
+    env = env_of(services[service])
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)
+    assert settings.environment == "production"
+    assert settings.online_store == "redis"
+    assert settings.tracking_uri == env["REELRANK_MLFLOW_TRACKING_URI"]
+    assert str(settings.data_dir) == env["REELRANK_DATA_DIR"]
+
+
+def test_secrets_are_required_variables_never_literals(raw_compose: dict[str, Any]) -> None:
+    for name, svc in raw_compose["services"].items():
+        for key, value in env_of(svc).items():
+            if SECRET_NAME.search(key):
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]+\}", value), (
+                    f"{name}.{key} must be ${{VAR:?message}}, not {value!r}"
+                )
+            for embedded in re.findall(r"://[^:/@\s]+:([^@\s]+)@", value):
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]+\}", embedded), (
+                    f"{name}.{key} embeds a password that is not a required variable"
+                )
+
+
+def test_env_example_documents_every_variable(
+    raw_compose: dict[str, Any], example_env: dict[str, str]
+) -> None:
+    referenced = set().union(*(variables_in(s) for s in walk_strings(raw_compose)))
+    missing = referenced - set(example_env)
+    assert not missing, f".env.example does not document {sorted(missing)}"
+    stale = set(example_env) - referenced
+    assert not stale, f".env.example lists variables compose never uses: {sorted(stale)}"
+    # Each variable sits in a block (no blank line) that starts with a comment.
+    documented = False
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped:
+            documented = False
+        elif stripped.startswith("#"):
+            documented = True
+        else:
+            assert documented, f".env.example: {stripped.split('=')[0]} has no comment above it"
+
+
+def test_env_example_holds_no_secret(
+    raw_compose: dict[str, Any], example_env: dict[str, str]
+) -> None:
+    required = set()
+    for text in walk_strings(raw_compose):
+        required |= set(re.findall(r"\$\{([A-Z0-9_]+):\?", text))
+    assert required >= {"POSTGRES_PASSWORD", "REELRANK_API_KEY", "GRAFANA_ADMIN_PASSWORD"}
+    for key in required:
+        assert example_env[key] == "", f".env.example must leave {key} empty"
+
+
+def test_compose_refuses_to_start_without_secrets(
+    raw_compose: dict[str, Any], example_env: dict[str, str]
+) -> None:
+    with pytest.raises(MissingVariableError, match=r"POSTGRES_PASSWORD|REELRANK_API_KEY|GRAFANA"):
+        interpolate_tree(raw_compose, example_env)
+
+
+# ---------------------------------------------------------------------------
+# commands: real CLI commands with real options
+# ---------------------------------------------------------------------------
+def _reelrank_commands(services: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    return [(n, argv) for n, argv in all_commands(services) if argv[0] == "reelrank"]
+
+
+def test_compose_runs_the_pipeline_the_api_and_the_deployment(services: dict[str, Any]) -> None:
+    subcommands = {argv[1] for _, argv in _reelrank_commands(services)}
+    assert {"run", "serve", "deploy"} <= subcommands
+
+
+def test_every_reelrank_command_exists_with_its_options(services: dict[str, Any]) -> None:
+    from typer.testing import CliRunner
+
+    from reelrank.cli import app
+
+    runner = CliRunner()
+    for name, argv in _reelrank_commands(services):
+        result = runner.invoke(
+            app, [argv[1], "--help"], env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+        )
+        assert result.exit_code == 0, (
+            f"{name}: `reelrank {argv[1]}` is not a reelrank command:\n{result.output}"
+        )
+        for option in option_names(argv[2:]):
+            assert option in result.output, f"{name}: `reelrank {argv[1]}` has no {option}"
+
+
+def _tool_help(argv: tuple[str, ...]) -> str:
+    executable = Path(sys.executable).parent / argv[0]
+    assert executable.exists(), f"{argv[0]} is not installed next to {sys.executable}"
+    result = subprocess.run(
+        [str(executable), *argv[1:], "--help"],
+        capture_output=True, text=True, check=False, timeout=180,
+        env={**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def tool_help() -> dict[tuple[str, ...], str]:
+    """``--help`` of every known tool command, run concurrently (each CLI is slow to import)."""
+    tools = sorted(KNOWN_TOOL_COMMANDS)
+    with ThreadPoolExecutor(max_workers=len(tools)) as pool:
+        return dict(zip(tools, pool.map(_tool_help, tools), strict=True))
+
+
+@pytest.mark.parametrize("tool", sorted(KNOWN_TOOL_COMMANDS))
+def test_every_tool_command_exists_with_its_options(
+    services: dict[str, Any], tool: tuple[str, ...], tool_help: dict[tuple[str, ...], str]
+) -> None:
+    uses = []
+    for name, argv in all_commands(services):
+        if argv[0] in {"prefect", "mlflow", "reelrank"}:
+            known = [k for k in KNOWN_TOOL_COMMANDS if tuple(argv[: len(k)]) == k]
+            assert known or argv[0] == "reelrank", f"{name}: unexpected command {argv}"
+            if known and max(known, key=len) == tool:
+                uses.append((name, argv))
+    if not uses:
+        pytest.skip(f"compose does not run {' '.join(tool)}")
+    help_text = tool_help[tool]
+    for name, argv in uses:
+        for option in option_names(argv[len(tool) :]):
+            assert option in help_text, f"{name}: `{' '.join(tool)}` has no option {option}"
+
+
+# ---------------------------------------------------------------------------
+# ports and names: compose, Prometheus, Grafana, Dockerfile, API settings
+# ---------------------------------------------------------------------------
+def test_api_port_agrees_everywhere(services: dict[str, Any]) -> None:
+    from reelrank.config import Settings
+
+    api = services["api"]
+    (serve,) = [argv for argv in commands_of(api) if argv[:2] == ["reelrank", "serve"]]
+    port = int(option_value(serve, "--port"))
+    assert int(env_of(api)["REELRANK_API_PORT"]) == port
+    assert container_ports(api) == {port}
+    assert all(urlsplit(url).port == port for url in healthcheck_urls(api))
+    assert option_value(serve, "--host") == env_of(api)["REELRANK_API_HOST"] == "0.0.0.0"
+    assert Settings.model_fields["api_port"].default == port
+    dockerfile = DOCKERFILE.read_text()
+    assert re.search(rf"^EXPOSE\s+{port}\b", dockerfile, re.MULTILINE)
+    assert f"REELRANK_API_PORT={port}" in dockerfile
+
+
+def test_prometheus_scrapes_the_api_by_service_name_and_port(
+    services: dict[str, Any], prometheus: dict[str, Any]
+) -> None:
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    api_job = jobs["reelrank-api"]
+    assert api_job.get("metrics_path", "/metrics") == "/metrics"
+    targets = [t for sc in api_job["static_configs"] for t in sc["targets"]]
+    assert targets, "the API job has no target"
+    for target in targets:
+        host, port = target.rsplit(":", 1)
+        assert host == "api"
+        assert host in services
+        assert int(port) in container_ports(services[host])
+    for job in jobs.values():
+        for sc in job["static_configs"]:
+            for target in sc["targets"]:
+                host = target.rsplit(":", 1)[0]
+                assert host in services or host == "localhost", f"unknown target {target}"
+
+
+def test_prometheus_and_grafana_files_are_mounted_where_they_are_read(
+    services: dict[str, Any],
+) -> None:
+    prom = services["prometheus"]
+    config_path = option_value(prom["command"], "--config.file")
+    assert ("./deploy/prometheus/prometheus.yml", config_path) in mounts(prom)
+    assert int(urlsplit(healthcheck_urls(prom)[0]).port or 0) in container_ports(prom)
+
+    grafana = services["grafana"]
+    mounted = dict(mounts(grafana))
+    assert mounted["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    providers = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "dashboards" / "reelrank.yml").read_text()
+    )["providers"]
+    assert [p["options"]["path"] for p in providers] == [mounted["./deploy/grafana/dashboards"]]
+
+
+def test_grafana_reads_prometheus_and_the_dashboard_covers_the_signals(
+    services: dict[str, Any],
+) -> None:
+    datasources = yaml.safe_load(
+        (GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"]
+    (source,) = datasources
+    url = urlsplit(source["url"])
+    assert url.hostname in services
+    assert url.port in container_ports(services[url.hostname])
+    dashboard = json.loads((GRAFANA_DIR / "dashboards" / "reelrank.json").read_text())
+    uids = {
+        p["datasource"]["uid"] for p in dashboard["panels"] if isinstance(p.get("datasource"), dict)
+    }
+    assert uids == {source["uid"]}
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    assert "rate(reelrank_http_requests_total" in exprs  # request rate
+    for quantile in ("0.5", "0.95", "0.99"):  # latency percentiles
+        assert f"histogram_quantile({quantile}," in exprs
+    assert "reelrank_fallbacks_total" in exprs  # fallback rate
+    assert "reelrank_model_info" in exprs  # model version
+
+
+def test_service_urls_point_at_services_and_their_ports(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        env = env_of(services[name])
+        for key, server in (
+            ("REELRANK_MLFLOW_TRACKING_URI", "mlflow"),
+            ("PREFECT_API_URL", "prefect-server"),
+            ("REELRANK_REDIS_URL", "redis"),
+        ):
+            url = urlsplit(env[key])
+            assert url.hostname == server, f"{name}.{key} should point at {server}"
+            if server == "redis":
+                continue
+            (server_cmd,) = commands_of(services[server])
+            assert url.port == int(option_value(server_cmd, "--port"))
+            assert url.port in container_ports(services[server])
+            assert all(urlsplit(u).port == url.port for u in healthcheck_urls(services[server]))
+
+
+def test_databases_match_between_postgres_and_its_clients(services: dict[str, Any]) -> None:
+    pg = env_of(services["postgres"])
+    mlflow = urlsplit(env_of(services["mlflow"])["MLFLOW_BACKEND_STORE_URI"])
+    prefect = urlsplit(env_of(services["prefect-server"])["PREFECT_SERVER_DATABASE_CONNECTION_URL"])
+    assert mlflow.scheme == "postgresql+psycopg2"  # SQLAlchemy 2.1 defaults to psycopg 3
+    assert prefect.scheme == "postgresql+asyncpg"
+    for url, db_key in ((mlflow, "MLFLOW_DB"), (prefect, "PREFECT_DB")):
+        assert url.hostname == "postgres"
+        assert url.path.lstrip("/") == pg[db_key]
+        assert url.username == pg["POSTGRES_USER"]
+        assert url.password == pg["POSTGRES_PASSWORD"]
+    init_targets = [t for _, t in mounts(services["postgres"])]
+    assert any(t.startswith("/docker-entrypoint-initdb.d/") for t in init_targets)
+
+
+# ---------------------------------------------------------------------------
+# Dockerfile and .dockerignore
+# ---------------------------------------------------------------------------
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    result = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            keyword, _, rest = stripped.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
+    instructions = dockerfile_instructions()
+    args = dict(rest.split("=", 1) for kw, rest in instructions if kw == "ARG" and "=" in rest)
+    stages = [interpolate(rest.split()[0], args) for kw, rest in instructions if kw == "FROM"]
+    assert len(stages) >= 2, "the Dockerfile must be multi-stage"
+    assert all(stage == "python:3.11-slim" for stage in stages), stages
+    last_from = max(i for i, (kw, _) in enumerate(instructions) if kw == "FROM")
+    final = instructions[last_from:]
+    users = [rest for kw, rest in final if kw == "USER"]
+    assert users, "the final stage has no USER"
+    assert users[-1].split(":")[0] not in {"root", "0"}, "final stage runs as root"
+    assert any(kw == "HEALTHCHECK" for kw, _ in final), "final stage has no HEALTHCHECK"
+    assert any(kw == "CMD" for kw, _ in final)
+
+
+def test_dockerfile_installs_dependencies_from_the_lock_in_their_own_layer() -> None:
+    instructions = dockerfile_instructions()
+    steps = [(kw, rest) for kw, rest in instructions]
+    lock_copy = next(
+        i for i, (kw, rest) in enumerate(steps) if kw == "COPY" and "requirements.lock" in rest
+    )
+    lock_install = next(
+        i
+        for i, (kw, rest) in enumerate(steps)
+        if kw == "RUN" and "pip install" in rest and "requirements.lock" in rest
+    )
+    code_copy = next(
+        i for i, (kw, rest) in enumerate(steps) if kw == "COPY" and re.search(r"\breelrank\b", rest)
+    )
+    assert lock_copy < lock_install < code_copy, (
+        "copy the lock and install dependencies before copying the code"
+    )
+    project_install = [
+        rest for kw, rest in steps[code_copy:] if kw == "RUN" and "pip install" in rest
+    ]
+    assert project_install
+    assert all("-c requirements.lock" in r for r in project_install)
+
+
+def test_every_file_the_dockerfile_copies_exists() -> None:
+    for kw, rest in dockerfile_instructions():
+        if kw == "COPY" and "--from" not in rest:
+            for source in [s for s in rest.split() if not s.startswith("--")][:-1]:
+                assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+
+
+def test_dockerignore_keeps_data_venvs_caches_and_secrets_out() -> None:
+    patterns = {
+        line.strip().rstrip("/").removeprefix("**/")
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for required in ("data", ".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".env"):
+        assert required in patterns, f".dockerignore does not exclude {required}"
+    copied = []
+    for kw, rest in dockerfile_instructions():
+        if kw == "COPY" and "--from" not in rest:
+            sources = [s for s in rest.split() if not s.startswith("--")][:-1]
+            copied += sources
+    for source in copied:
+        assert source.rstrip("/") not in patterns, f".dockerignore excludes {source}"
+
+
+# ---------------------------------------------------------------------------
+# the process launcher runs the same commands with the same variables
+# ---------------------------------------------------------------------------
+def test_local_stack_sets_the_variables_compose_sets(
+    services: dict[str, Any], local_stack: ModuleType, tmp_path: Path
+) -> None:
+    config = local_stack.StackConfig(state_dir=tmp_path)
+    local_keys = set(local_stack.service_env(config, "k" * 32))
+    compose_keys = set(env_of(services["api"]))
+    assert local_keys == compose_keys
+
+
+def _shape(argv: list[str]) -> tuple[str, ...]:
+    """A command without paths and values: program, sub-commands and option names."""
+    program = Path(argv[0]).name
+    words = [w for w in argv[1:3] if not w.startswith("-")]
+    return (program, *words, *sorted(option_names(argv)))
+
+
+def test_local_stack_runs_the_commands_compose_runs(
+    services: dict[str, Any], local_stack: ModuleType, tmp_path: Path
+) -> None:
+    config = local_stack.StackConfig(state_dir=tmp_path)
+    setup, worker = local_stack.worker_commands(config)
+    local = {
+        _shape(argv)
+        for argv in [
+            local_stack.mlflow_command(config),
+            local_stack.prefect_server_command(config),
+            local_stack.pipeline_command(config),
+            local_stack.api_command(config),
+            *setup,
+            worker,
+        ]
+    }
+    composed = {
+        _shape(argv)
+        for _, argv in all_commands(services)
+        if argv[0] in {"mlflow", "prefect", "reelrank"}  # not redis-server, prometheus flags
+    }
+    assert composed == local
