@@ -116,8 +116,8 @@ def test_second_run_does_not_promote_an_equal_model(pipeline_run: dict[str, Any]
     assert "not promoted" in result.output
     settings = get_settings()
     tracking.configure(settings)
-    assert tracking.version_by_alias(settings.model_name, "champion").version == "1"
-    assert tracking.version_by_alias(settings.model_name, "challenger").version == "2"
+    assert str(tracking.version_by_alias(settings.model_name, "champion").version) == "1"
+    assert str(tracking.version_by_alias(settings.model_name, "challenger").version) == "2"
 
 
 def test_evaluate_prints_latest_table(pipeline_run: dict[str, Any]) -> None:
