@@ -1,0 +1,135 @@
+"""Fixtures of the feature tests: a small world with a known future spike, and one
+applied + materialized Feast store shared by the whole session (apply/materialize cost
+seconds, mostly Feast's import)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reelrank.config import Settings
+from reelrank.data.schema import (
+    AGE,
+    GENDER,
+    GENRE_VOCAB,
+    GENRES,
+    ITEM_ID,
+    OCCUPATION,
+    RATING,
+    RELEASE_DATE,
+    TIMESTAMP,
+    TITLE,
+    USER_ID,
+    ZIP_CODE,
+)
+
+START = pd.Timestamp("2001-01-01", tz="UTC")
+N_DAYS = 150
+SPIKE_DAY = START + pd.Timedelta(days=100)
+SPIKE_ITEM = 0
+SPIKE_USER = 0
+DORMANT_USER = 1  # active in the first 10 days and again after day 130 (gap > horizon)
+
+
+@dataclass(frozen=True)
+class World:
+    events: pd.DataFrame
+    users: pd.DataFrame
+    items: pd.DataFrame
+
+
+def make_world(seed: int = 7, n_users: int = 25, n_items: int = 15, n_events: int = 900) -> World:
+    """Random events over ``N_DAYS`` plus a spike at ``SPIKE_DAY``: the spike user rates
+    the spike item (and others) 40 times that afternoon."""
+    rng = np.random.default_rng(seed)
+    offsets = rng.uniform(0, N_DAYS, n_events)
+    users = rng.integers(2, n_users, n_events)
+    events = pd.DataFrame(
+        {
+            USER_ID: users,
+            ITEM_ID: rng.integers(0, n_items, n_events),
+            RATING: rng.integers(1, 6, n_events).astype("float64"),
+            TIMESTAMP: START + pd.to_timedelta(offsets, unit="D"),
+        }
+    )
+    spike = pd.DataFrame(
+        {
+            USER_ID: SPIKE_USER,
+            ITEM_ID: [SPIKE_ITEM] * 30 + list(range(1, 11)),
+            RATING: 5.0,
+            TIMESTAMP: SPIKE_DAY + pd.Timedelta(hours=15) + pd.to_timedelta(range(40), unit="min"),
+        }
+    )
+    dormant = pd.DataFrame(
+        {
+            USER_ID: DORMANT_USER,
+            ITEM_ID: [1, 2, 3, 4],
+            RATING: [4.0, 2.0, 5.0, 3.0],
+            TIMESTAMP: START + pd.to_timedelta([2.5, 9.2, 131.1, 140.7], unit="D"),
+        }
+    )
+    events = pd.concat([events, spike, dormant], ignore_index=True)
+    events[TIMESTAMP] = events[TIMESTAMP].astype("datetime64[ns, UTC]")
+    user_frame = pd.DataFrame(
+        {
+            USER_ID: np.arange(n_users, dtype="int64"),
+            AGE: rng.integers(18, 60, n_users),
+            GENDER: rng.choice(["M", "F"], n_users),
+            OCCUPATION: rng.choice(["engineer", "artist", "student", "other"], n_users),
+            ZIP_CODE: rng.choice(["55105", "94043", "T8H1N", None], n_users),
+        }
+    )
+    item_frame = pd.DataFrame(
+        {
+            ITEM_ID: np.arange(n_items, dtype="int64"),
+            TITLE: pd.array([f"Movie {i}" for i in range(n_items)], dtype="string"),
+            GENRES: [
+                list(rng.choice(GENRE_VOCAB, rng.integers(0, 4), replace=False))
+                for _ in range(n_items)
+            ],
+            RELEASE_DATE: (
+                pd.Timestamp("1990-01-01", tz="UTC")
+                + pd.to_timedelta(rng.integers(0, 4000, n_items), unit="D")
+            ),
+        }
+    )
+    return World(events, user_frame, item_frame)
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    return make_world()
+
+
+@dataclass(frozen=True)
+class BuiltStore:
+    settings: Settings
+    store: object
+    user_table: pd.DataFrame
+    item_table: pd.DataFrame
+    materialized: dict[str, tuple[object, object]]
+
+
+@pytest.fixture(scope="session")
+def built_store(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltStore]:
+    """Features of ``world`` written, applied and materialized into a SQLite store."""
+    from reelrank.features import build_item_features, build_user_features
+    from reelrank.features.store import (
+        apply_definitions,
+        materialize,
+        write_offline_features,
+    )
+
+    data_dir: Path = tmp_path_factory.mktemp("feast") / "data"
+    settings = Settings(data_dir=data_dir, online_store="sqlite")
+    user_table = build_user_features(world.events, world.users, world.items)
+    item_table = build_item_features(world.events, world.items)
+    write_offline_features(user_table, item_table, settings)
+    store = apply_definitions(settings)
+    done = materialize(settings)
+    return BuiltStore(settings, store, user_table, item_table, done)

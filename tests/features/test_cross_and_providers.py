@@ -1,0 +1,113 @@
+"""Request-time cross features and the in-memory provider."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reelrank.data.schema import EVENT_TIMESTAMP, ITEM_ID, USER_ID
+from reelrank.exceptions import ValidationError
+from reelrank.features import (
+    CROSS_FEATURES,
+    ITEM_FEATURES,
+    USER_FEATURES,
+    InMemoryFeatureProvider,
+    build_item_features,
+    build_user_features,
+    cross_features,
+)
+from reelrank.features import columns as cols
+from reelrank.features.provider import FeatureProvider
+from tests.features.conftest import World
+
+
+def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    users = pd.DataFrame(0.0, index=pd.Index([1, 2], name=USER_ID), columns=list(USER_FEATURES))
+    users.loc[1, "user_genre_share_drama"] = 0.8
+    users.loc[1, "user_genre_share_comedy"] = 0.2
+    users[cols.USER_RATING_MEAN] = [4.0, 2.5]
+    users[cols.USER_MEAN_ITEM_LOG_POP] = [1.0, 3.0]
+    items = pd.DataFrame(0.0, index=pd.Index([10, 11], name=ITEM_ID), columns=list(ITEM_FEATURES))
+    items.loc[10, ["item_genre_drama", "item_genre_comedy"]] = 1.0
+    items[cols.ITEM_RATING_MEAN_BAYES] = [3.5, 3.0]
+    items[cols.ITEM_LOG_POP_30D] = [2.0, 0.5]
+    return users, items
+
+
+def test_cross_features_by_hand():
+    users, items = _frames()
+    pairs = pd.DataFrame({USER_ID: [1, 2, 1, 99], ITEM_ID: [10, 10, 11, 10]}, index=[5, 6, 7, 8])
+    out = cross_features(users, items, pairs)
+    assert list(out.columns) == list(CROSS_FEATURES)
+    assert list(out.index) == [5, 6, 7, 8]
+    assert out.loc[5, cols.CROSS_GENRE_AFFINITY_MEAN] == pytest.approx(0.5)
+    assert out.loc[5, cols.CROSS_GENRE_AFFINITY_MAX] == pytest.approx(0.8)
+    assert out.loc[5, cols.CROSS_RATING_GAP] == pytest.approx(0.5)
+    assert out.loc[5, cols.CROSS_POPULARITY_GAP] == pytest.approx(1.0)
+    assert out.loc[6, cols.CROSS_GENRE_AFFINITY_MAX] == pytest.approx(0.0)
+    assert out.loc[6, cols.CROSS_POPULARITY_GAP] == pytest.approx(-1.0)
+    assert np.isnan(out.loc[7, cols.CROSS_GENRE_AFFINITY_MEAN])  # item without genres
+    assert out.loc[7, cols.CROSS_RATING_GAP] == pytest.approx(1.0)
+    assert out.loc[8].isna().all()  # unknown user
+
+
+def test_cross_features_refuse_frames_without_the_inputs():
+    users, items = _frames()
+    with pytest.raises(ValidationError, match="user_frame"):
+        cross_features(
+            users.drop(columns=[cols.USER_RATING_MEAN]),
+            items,
+            pd.DataFrame({USER_ID: [1], ITEM_ID: [10]}),
+        )
+
+
+@pytest.fixture(scope="module")
+def provider(world: World) -> InMemoryFeatureProvider:
+    return InMemoryFeatureProvider(
+        build_user_features(world.events, world.users, world.items),
+        build_item_features(world.events, world.items),
+    )
+
+
+def test_in_memory_provider_is_a_feature_provider(provider: InMemoryFeatureProvider):
+    assert isinstance(provider, FeatureProvider)
+
+
+def test_in_memory_provider_returns_the_latest_row_before_as_of(
+    provider: InMemoryFeatureProvider,
+):
+    table = provider.item_table
+    as_of = pd.Timestamp("2001-03-10 13:00", tz="UTC")
+    out = provider.item_features([3, 999, 0, 3], as_of)
+    assert list(out.index) == [3, 999, 0, 3]
+    assert list(out.columns) == list(ITEM_FEATURES)
+    expected = table[(table[ITEM_ID] == 3) & (table[EVENT_TIMESTAMP] == as_of.normalize())]
+    assert out.iloc[0][cols.ITEM_EVENTS_TOTAL] == expected[cols.ITEM_EVENTS_TOTAL].item()
+    assert out.loc[999].isna().all()
+    assert out.dtypes.eq("float64").all()
+
+
+def test_in_memory_provider_respects_the_ttl(provider: InMemoryFeatureProvider):
+    last = provider.item_table[EVENT_TIMESTAMP].max()
+    inside = provider.item_features([0], last + cols.ITEM_TTL)
+    outside = provider.item_features([0], last + cols.ITEM_TTL + pd.Timedelta(seconds=1))
+    assert inside.notna().all(axis=None)
+    assert outside.isna().all(axis=None)
+    before_any = provider.user_features([2], pd.Timestamp("2000-12-31", tz="UTC"))
+    assert before_any.isna().all(axis=None)
+
+
+def test_join_matches_single_time_lookups(provider: InMemoryFeatureProvider):
+    times = pd.to_datetime(["2001-02-01 10:00", "2001-04-11 00:00", "2001-05-20 23:59"], utc=True)
+    entity_df = pd.DataFrame({USER_ID: [2, 3, 4], ITEM_ID: [0, 1, 2], EVENT_TIMESTAMP: times})
+    joined = provider.join(entity_df)
+    for row, when in enumerate(times):
+        users = provider.user_features([entity_df[USER_ID][row]], when)
+        items = provider.item_features([entity_df[ITEM_ID][row]], when)
+        np.testing.assert_array_equal(
+            joined.loc[row, list(USER_FEATURES)].to_numpy(float), users.iloc[0].to_numpy()
+        )
+        np.testing.assert_array_equal(
+            joined.loc[row, list(ITEM_FEATURES)].to_numpy(float), items.iloc[0].to_numpy()
+        )

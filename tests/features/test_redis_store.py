@@ -1,0 +1,73 @@
+"""The Feast online store on a real Redis (127.0.0.1:6379, database 15, own project)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reelrank.config import Settings
+from reelrank.data.schema import ITEM_ID, USER_ID
+from reelrank.features import (
+    FeastOnlineProvider,
+    InMemoryFeatureProvider,
+    build_item_features,
+    build_user_features,
+)
+from reelrank.features import columns as cols
+from reelrank.features.store import (
+    apply_definitions,
+    forget_feature_stores,
+    materialize,
+    write_offline_features,
+)
+from tests.conftest import require_service
+from tests.features.conftest import World
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("feast-store")]
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _redis_up() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def redis_settings(tmp_path: Path) -> Iterator[Settings]:
+    require_service(_redis_up(), f"Redis at {REDIS_URL}")
+    yield Settings(data_dir=tmp_path / "data", online_store="redis", redis_url=REDIS_URL)
+    forget_feature_stores()
+
+
+def test_apply_materialize_and_read_back_from_redis(redis_settings: Settings, world: World):
+    project = f"reelrank_test_{os.getpid()}"
+    users = build_user_features(world.events, world.users, world.items)
+    items = build_item_features(world.events, world.items)
+    write_offline_features(users, items, redis_settings)
+    store = apply_definitions(redis_settings, project=project)
+    try:
+        assert store.config.online_store.type == "redis"
+        done = materialize(redis_settings, project=project)
+        _, end = done[cols.ITEM_VIEW]
+        online = FeastOnlineProvider(store, timeout_ms=5_000)
+        expected = InMemoryFeatureProvider(users, items)
+        user_ids = sorted(users[USER_ID].unique())
+        item_ids = sorted(items[ITEM_ID].unique())
+        when = pd.Timestamp(end)
+        got_users = online.user_features(user_ids, when)
+        assert got_users.notna().any(axis=None)
+        pd.testing.assert_frame_equal(got_users, expected.user_features(user_ids, when))
+        pd.testing.assert_frame_equal(
+            online.item_features(item_ids, when), expected.item_features(item_ids, when)
+        )
+    finally:
+        store.teardown()  # removes this project's keys from Redis
