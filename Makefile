@@ -56,7 +56,8 @@ serve: $(STAMP) ## Serve the champion model with uvicorn
 report: $(STAMP) ## Regenerate design_docs/results from the latest runs
 	$(BIN)/reelrank report
 
-benchmark: $(STAMP) ## Run the benchmarks under benchmarks/
+benchmark: $(STAMP) ## Run the speed benchmarks under benchmarks/ (each prints its figures)
+	$(PY) benchmarks/feature_store_latency.py
 	$(PY) benchmarks/serving.py
 
 up: ## Bring the production topology up with Docker Compose (needs a Docker engine)

@@ -199,7 +199,7 @@ def deploy_pipeline(
     """
     from prefect.deployments.runner import EntrypointType
 
-    deployment = reelrank_pipeline.to_deployment(
+    deployment: Any = reelrank_pipeline.to_deployment(
         name=name,
         cron=cron,
         parameters={"dataset": dataset},
@@ -207,4 +207,5 @@ def deploy_pipeline(
         tags=["reelrank", "nightly"],
         entrypoint_type=EntrypointType.MODULE_PATH,
     )
-    return str(deployment.apply(work_pool_name=work_pool))
+    deployment_id = deployment.apply(work_pool_name=work_pool)  # sync in a sync context
+    return str(deployment_id)

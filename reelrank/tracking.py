@@ -72,7 +72,7 @@ def git_commit(repo: Path | None = None) -> str:
     return out.stdout.strip() or "unknown"
 
 
-class RecommenderModel(PythonModel):  # type: ignore[misc]
+class RecommenderModel(PythonModel):
     """pyfunc face of the Recommender: ``user_id`` in, ranked items out (``k`` a parameter)."""
 
     def __init__(self, recommender: Recommender) -> None:
