@@ -31,7 +31,7 @@ from reelrank.evaluation.metrics import (
 from reelrank.evaluation.oracle import oracle_comparison
 from reelrank.evaluation.slices import slice_per_user_metrics
 from reelrank.evaluation.splits import TimeFold, build_relevant
-from reelrank.evaluation.stats import DiffResult, paired_bootstrap_diff
+from reelrank.evaluation.stats import DiffResult, bootstrap_ci, paired_bootstrap_diff
 
 if TYPE_CHECKING:
     from reelrank.data.synthetic import GroundTruth
@@ -43,6 +43,7 @@ FOLD = "fold"
 SLICE = "slice"
 FIT_SECONDS = "fit_seconds"
 GATE_METRIC = NDCG
+CI_METRICS = (NDCG, RECALL)  # per-fold 95% bootstrap intervals over users
 
 
 class RecommenderLike(Protocol):
@@ -91,7 +92,11 @@ class CVResult:
 
     def summary(self) -> pd.DataFrame:
         """Mean and standard deviation over folds, one row per model."""
-        metrics = [c for c in self.per_fold.columns if c not in (MODEL, FOLD)]
+        metrics = [
+            c
+            for c in self.per_fold.columns
+            if c not in (MODEL, FOLD) and not c.endswith(("_low", "_high"))
+        ]
         grouped = self.per_fold.groupby(MODEL, sort=False)[metrics]
         mean = grouped.mean().add_suffix("_mean")
         std = grouped.std(ddof=1).add_suffix("_std")
@@ -145,6 +150,10 @@ def cross_validate(
             scores = frames["all"]
             row: dict[str, Any] = {MODEL: name, FOLD: fold.fold}
             row.update({metric_key(m, k): float(scores[m].mean()) for m in RANKING_METRICS})
+            for m in CI_METRICS:
+                interval = bootstrap_ci(scores[m].to_numpy(), seed=fold.fold)
+                row[f"{metric_key(m, k)}_low"] = interval.low
+                row[f"{metric_key(m, k)}_high"] = interval.high
             row[metric_key(COVERAGE, k)] = catalogue_coverage(recs, catalogue, k)
             row[metric_key(NOVELTY, k)] = novelty(recs, popularity, k)
             row[FIT_SECONDS] = fit_seconds
