@@ -248,7 +248,11 @@ def _print_evaluation(report_dir: Path) -> None:
             FileNotFoundError(f"no evaluation at {report_dir}; run `reelrank train` first.")
         )
     frame = pd.read_csv(per_fold)
-    metrics = [c for c in frame.columns if c.startswith(("ndcg_at", "recall_at", "map_at"))]
+    metrics = [
+        c
+        for c in frame.columns
+        if c.startswith(("ndcg_at", "recall_at", "map_at")) and not c.endswith(("_low", "_high"))
+    ]
     table = Table(title=f"Cross-validation ({report_dir.name}): mean ± std over time folds")
     table.add_column("model")
     for metric in metrics:

@@ -42,7 +42,8 @@ BASELINES: Final = ("popularity", "item_knn")
 FEATURE_SERVICE: Final = "ranker_v1"
 RECALL_CUTOFFS: Final = (50, 100, 200)
 LEARNING_FRACTIONS: Final = (0.25, 0.5, 1.0)
-REGULARISATION_STRENGTHS: Final = (0.0, 1.0, 10.0, 100.0)
+REGULARISATION_STRENGTHS: Final = (0.0, 10.0, 100.0)
+SWEEP_MAX_GROUPS: Final = 1000  # label users sampled for the sweep's ranker fits
 
 
 @dataclass(frozen=True)
@@ -179,13 +180,28 @@ def _learning_curve(
     return pd.DataFrame(rows)
 
 
+def _sample_groups(
+    X: np.ndarray, y: np.ndarray, group_sizes: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At most ``SWEEP_MAX_GROUPS`` whole query groups (label users), chosen at random."""
+    if len(group_sizes) <= SWEEP_MAX_GROUPS:
+        return X, y, group_sizes
+    chosen = np.sort(
+        np.random.default_rng(seed).choice(len(group_sizes), SWEEP_MAX_GROUPS, replace=False)
+    )
+    starts = np.concatenate([[0], np.cumsum(group_sizes)[:-1]])
+    rows = np.concatenate([np.arange(starts[g], starts[g] + group_sizes[g]) for g in chosen])
+    return X[rows], y[rows], group_sizes[chosen]
+
+
 def _regularisation_sweep(
     config: TrainConfig, dataset: Dataset, cv_fold: Any, fitted: Recommender
 ) -> pd.DataFrame:
     """nDCG@k of the LightGBM ranker for L1 and L2 strengths on the last fold.
 
     The candidates and features do not depend on the penalty, so the ranker's training set
-    is built once and only the ranker is refitted for each strength.
+    is built once and only the ranker is refitted for each strength, on at most
+    ``SWEEP_MAX_GROUPS`` label users (the sweep shows a trend; it does not pick the model).
     """
     from reelrank.evaluation.metrics import ndcg_at_k
     from reelrank.models.ranker import make_ranker
@@ -201,13 +217,14 @@ def _regularisation_sweep(
         cv_fold.train, dataset.users, dataset.items, feature_provider=provider
     )
     categorical = [c for c in CATEGORICAL_FEATURES if c in train.feature_names]
+    X, y, groups = _sample_groups(train.X, train.y, train.group_sizes, config.seed)
     key = metric_key(NDCG, config.k)
     rows = []
     for penalty, param in (("l1", "reg_alpha"), ("l2", "reg_lambda")):
         for strength in REGULARISATION_STRENGTHS:
             params = {**(fitted.ranker_params or {}), param: strength}
             ranker = make_ranker(fitted.ranker, config.seed, params)
-            ranker.fit(train.X, train.y, train.group_sizes, train.feature_names, categorical)
+            ranker.fit(X, y, groups, train.feature_names, categorical)
             variant = copy.copy(fitted)
             variant.ranker_ = ranker
             score = ndcg_at_k(variant.recommend(users, k=config.k), relevant, config.k)

@@ -207,7 +207,7 @@ class Recommender(BaseEstimator):
         ranker_params: dict[str, Any] | None = None,
         ranker_label_fraction: float = 0.07,
         ranker_windows: int = 6,
-        ranker_max_users: int | None = 3000,
+        ranker_max_users: int | None = 1500,
         ranker_holdout: str = "time",
         label_scheme: str = "graded",
         relevance_threshold: float = 4.0,
