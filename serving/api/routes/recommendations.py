@@ -1,0 +1,100 @@
+"""Recommendations for one user or a bounded batch."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
+
+from serving.api.deps import MetricsDep, ServiceDep, SettingsDep, StateDep
+from serving.schemas import (
+    MAX_GENRE_LENGTH,
+    MAX_ID,
+    MAX_K,
+    BatchRecommendationRequest,
+    BatchRecommendationResponse,
+    ErrorResponse,
+    RecommendationResponse,
+    RecommendedItem,
+)
+from serving.service import Recommendation
+from serving.timing import server_timing
+
+router = APIRouter(prefix="/recommendations", tags=["recommendations"])
+
+JSON = "application/json"
+ERRORS: dict[int | str, dict[str, object]] = {
+    422: {"model": ErrorResponse},
+    503: {"model": ErrorResponse, "description": "No model loaded (the reason says why)."},
+}
+
+
+def to_response(result: Recommendation) -> RecommendationResponse:
+    return RecommendationResponse(
+        user_id=result.user_id,
+        items=[
+            RecommendedItem(item_id=i.item_id, score=i.score, rank=i.rank, title=i.title)
+            for i in result.items
+        ],
+        model_version=result.model_version,
+        fallback=result.fallback,
+    )
+
+
+@router.get("/{user_id}", response_model=RecommendationResponse, responses=ERRORS)
+async def recommend_one(
+    user_id: Annotated[int, Path(ge=0, le=MAX_ID, description="The user id.")],
+    state: StateDep,
+    service: ServiceDep,
+    metrics: MetricsDep,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="Items to return (1..100).")] = 10,
+    exclude_seen: Annotated[
+        bool, Query(description="Leave out items the user already watched.")
+    ] = True,
+    genre: Annotated[
+        str | None,
+        Query(min_length=1, max_length=MAX_GENRE_LENGTH, description="Only this genre."),
+    ] = None,
+) -> Response:
+    """Top ``k`` items for ``user_id`` (``fallback`` says when the answer is not personal)."""
+    result = service.recommend(user_id, k, exclude_seen, genre, state=state)
+    started = time.perf_counter()
+    body = to_response(result).model_dump_json()
+    stages = {**result.stages, "serialisation": time.perf_counter() - started}
+    metrics.observe_stages(stages)
+    metrics.observe_fallback(result.fallback)
+    return Response(body, media_type=JSON, headers={"Server-Timing": server_timing(stages)})
+
+
+@router.post("", response_model=BatchRecommendationResponse, responses=ERRORS)
+async def recommend_batch(
+    request: BatchRecommendationRequest,
+    state: StateDep,
+    service: ServiceDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+) -> Response:
+    """Top ``k`` for each of up to ``REELRANK_MAX_BATCH_USERS`` users."""
+    if len(request.user_ids) > settings.max_batch_users:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"batch of {len(request.user_ids)} users exceeds the limit of "
+            f"{settings.max_batch_users} (REELRANK_MAX_BATCH_USERS); split the request.",
+        )
+    results = [
+        service.recommend(user, request.k, request.exclude_seen, request.genre, state=state)
+        for user in request.user_ids
+    ]
+    started = time.perf_counter()
+    body = BatchRecommendationResponse(
+        results=[to_response(r) for r in results], model_version=state.info.version
+    ).model_dump_json()
+    stages: dict[str, float] = {}
+    for result in results:
+        metrics.observe_fallback(result.fallback)
+        for stage, seconds in result.stages.items():
+            stages[stage] = stages.get(stage, 0.0) + seconds
+    stages["serialisation"] = time.perf_counter() - started
+    metrics.observe_stages(stages)
+    return Response(body, media_type=JSON, headers={"Server-Timing": server_timing(stages)})

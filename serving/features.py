@@ -1,0 +1,186 @@
+"""Online features for the request path: user rows per request, item rows cached.
+
+Item features change only at materialization, so they are read once per model load (from
+the Feast online store, the model's own snapshot when the store cannot be read) and held as
+a float32 matrix aligned with the model's catalogue columns. User features are read per
+request with a deadline (``Settings.online_timeout_ms``); a reader raises
+:class:`~reelrank.exceptions.FeatureStoreError` on a missing, unreachable or slow store,
+which the service turns into a ``degraded`` answer.
+
+Two user readers:
+
+* :class:`SqliteUserFeatureReader`: reads Feast's SQLite online table directly (one indexed
+  ``SELECT``, Feast's own key serialisation and value protos), with the deadline enforced
+  inside SQLite by a progress handler. A few hundred microseconds instead of Feast's
+  generic ``get_online_features`` path.
+* :class:`FeastUserFeatureReader`: Feast's ``get_online_features`` through
+  :class:`~reelrank.features.FeastOnlineProvider` (any online store, e.g. Redis), with the
+  provider's thread-pool deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from reelrank.data.schema import USER_ID
+from reelrank.exceptions import FeatureStoreError
+from reelrank.features import columns as cols
+
+if TYPE_CHECKING:
+    from reelrank.features.providers import FeastOnlineProvider
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_OPCODES = 2_000
+"""SQLite virtual-machine steps between two deadline checks."""
+
+
+class UserFeatureReader(Protocol):
+    """Reads one user's stored features (``USER_FEATURES`` order, NaN where absent)."""
+
+    def read(self, user_id: int) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def _value(proto: Any) -> float:
+    kind = proto.WhichOneof("val")
+    if kind is None:
+        return float("nan")
+    value = getattr(proto, kind)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+class SqliteUserFeatureReader:
+    """Direct reads of Feast's SQLite online store table for the user view.
+
+    Args:
+        path: the SQLite file (``feast_config.sqlite_path(settings)``).
+        table: the view's table name (``<project>_<view>``).
+        features: stored feature names in the order the model expects.
+        timeout_ms: deadline of one read; exceeded -> ``FeatureStoreError``.
+        key_serialization_version: Feast's entity key serialisation version.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        table: str,
+        features: Sequence[str] = cols.USER_FEATURES,
+        timeout_ms: float = 50.0,
+        key_serialization_version: int = 3,
+    ) -> None:
+        from feast.infra.key_encoding_utils import serialize_entity_key
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        self.path = Path(path)
+        self.table = table
+        self.features = tuple(features)
+        self.timeout_s = timeout_ms / 1000.0
+        self._positions = {name: i for i, name in enumerate(self.features)}
+        self._serialize = serialize_entity_key
+        self._entity_key = EntityKey
+        self._value = Value
+        self._version = key_serialization_version
+        self._local = threading.local()
+        self._query = f'SELECT feature_name, value FROM "{table}" WHERE entity_key = ?'
+
+    def _connection(self) -> tuple[sqlite3.Connection, list[float]]:
+        try:
+            stat = os.stat(self.path)
+        except OSError as error:
+            self._drop()
+            raise FeatureStoreError(
+                f"the SQLite online store {self.path} is missing ({error.strerror}); "
+                "run `reelrank features` to materialize it."
+            ) from error
+        identity = (stat.st_dev, stat.st_ino)
+        local = self._local
+        if getattr(local, "identity", None) != identity:
+            self._drop()
+            try:
+                conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro",
+                    uri=True,
+                    timeout=self.timeout_s,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as error:
+                raise FeatureStoreError(
+                    f"cannot open the SQLite online store {self.path}: {error}"
+                ) from error
+            deadline = [0.0]
+            conn.set_progress_handler(
+                lambda: 1 if time.perf_counter() > deadline[0] else 0, PROGRESS_OPCODES
+            )
+            local.conn, local.deadline, local.identity = conn, deadline, identity
+        return local.conn, local.deadline
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+        self._local.identity = None
+
+    def read(self, user_id: int) -> np.ndarray:
+        conn, deadline = self._connection()
+        key = self._entity_key(join_keys=[USER_ID], entity_values=[self._value(int64_val=user_id)])
+        blob = self._serialize(key, entity_key_serialization_version=self._version)
+        deadline[0] = time.perf_counter() + self.timeout_s
+        try:
+            rows = conn.execute(self._query, (blob,)).fetchall()
+        except sqlite3.Error as error:
+            self._drop()
+            raise FeatureStoreError(
+                f"online feature read for user {user_id} failed or exceeded "
+                f"{self.timeout_s * 1000:.0f} ms: {error}"
+            ) from error
+        out = np.full(len(self.features), np.nan, dtype=np.float64)
+        parsed = self._value()
+        for name, payload in rows:
+            position = self._positions.get(name)
+            if position is not None:
+                parsed.ParseFromString(payload)
+                out[position] = _value(parsed)
+        return out
+
+    def close(self) -> None:
+        self._drop()
+
+
+class FeastUserFeatureReader:
+    """User rows through Feast's ``get_online_features`` (works with every online store)."""
+
+    def __init__(self, provider: FeastOnlineProvider) -> None:
+        self.provider = provider
+
+    def read(self, user_id: int) -> np.ndarray:
+        try:
+            frame = self.provider.user_features([user_id], pd.Timestamp.now(tz="UTC"))
+        except FeatureStoreError:
+            raise
+        except Exception as error:  # Redis/SQLite driver errors of every kind
+            raise FeatureStoreError(
+                f"online feature read for user {user_id} failed: {error}"
+            ) from error
+        return frame.to_numpy(dtype=np.float64, na_value=np.nan)[0]
+
+    def close(self) -> None:
+        pool = getattr(self.provider, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)

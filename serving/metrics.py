@@ -1,0 +1,130 @@
+"""Prometheus metrics of one app instance (its own registry, so apps never share counters)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS: Final = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+STAGE_BUCKETS: Final = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+)
+STAGES: Final = ("retrieval", "features", "ranking", "serialisation")
+
+
+class ServingMetrics:
+    """Request counts and latencies by route and status, fallbacks, stages, model version."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "reelrank_http_requests",
+            "HTTP requests by route template, method and status code.",
+            ("route", "method", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "reelrank_http_request_duration_seconds",
+            "HTTP request latency by route template, method and status code.",
+            ("route", "method", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "reelrank_fallbacks",
+            "Recommendations answered by a fallback, by kind (cold_start, degraded).",
+            ("kind",),
+            registry=self.registry,
+        )
+        self.stage_latency = Histogram(
+            "reelrank_stage_duration_seconds",
+            "Time per recommendation stage (retrieval, features, ranking, serialisation).",
+            ("stage",),
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.feature_errors = Counter(
+            "reelrank_online_feature_errors",
+            "Online feature reads that failed or timed out, by reason.",
+            ("reason",),
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "reelrank_model_info",
+            "The model version being served (value 1 for the current one).",
+            ("name", "version", "run_id"),
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "reelrank_model_reloads",
+            "Model reloads by outcome (ok, failed).",
+            ("outcome",),
+            registry=self.registry,
+        )
+        # Pre-bound children: labels() is a dict lookup plus a lock; the hot path skips it.
+        self._stages = {stage: self.stage_latency.labels(stage) for stage in STAGES}
+        self._fallbacks = {kind: self.fallbacks.labels(kind) for kind in ("cold_start", "degraded")}
+        self._requests: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._model_labels: tuple[str, str, str] | None = None
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        key = (route, method, str(status))
+        pair = self._requests.get(key)
+        if pair is None:
+            pair = (self.requests.labels(*key), self.latency.labels(*key))
+            self._requests[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def observe_stages(self, stages: dict[str, float]) -> None:
+        for stage, seconds in stages.items():
+            child = self._stages.get(stage)
+            if child is not None:
+                child.observe(seconds)
+
+    def observe_fallback(self, kind: str | None) -> None:
+        if kind is not None:
+            self._fallbacks[kind].inc()
+
+    def set_model(self, name: str, version: str, run_id: str) -> None:
+        if self._model_labels is not None:
+            self.model_info.remove(*self._model_labels)
+        self._model_labels = (name, version, run_id)
+        self.model_info.labels(*self._model_labels).set(1)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
