@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import mlflow
 import mlflow.pyfunc
-from mlflow.pyfunc import PythonModel
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from reelrank.config import Settings
 from reelrank.exceptions import ModelNotFoundError
@@ -54,6 +54,27 @@ def configure(settings: Settings) -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
+
+
+def artifact_root(settings: Settings) -> str | None:
+    """Where a local store keeps artifacts: ``<data_dir>/mlartifacts`` (never the cwd).
+
+    ``None`` for a tracking server, which decides (``--artifacts-destination``).
+    """
+    if settings.tracking_uri.startswith(("sqlite:", "postgresql", "mysql", "file:")):
+        return (settings.data_dir / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def use_experiment(settings: Settings, name: str) -> str:
+    """Make ``name`` the active experiment, creating it with a local artifact root if new."""
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is None:
+        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_root(settings))
+    else:
+        experiment_id = existing.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return str(experiment_id)
 
 
 def git_commit(repo: Path | None = None) -> str:

@@ -261,7 +261,7 @@ def train_and_register(
     started = time.perf_counter()
     tracking.configure(settings)
     experiment = tracking.experiment_name(config.dataset)
-    mlflow.set_experiment(experiment)
+    tracking.use_experiment(settings, experiment)
 
     champion = tracking.version_by_alias(settings.model_name, CHAMPION)
     champion_params: dict[str, Any] | None = None

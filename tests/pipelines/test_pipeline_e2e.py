@@ -101,6 +101,9 @@ def test_champion_registered_with_artifacts(pipeline_run: dict[str, Any]) -> Non
     )
     assert len(nested) == 2  # one per fold
 
+    artifact_uri = tracking.client().get_run(champion.run_id).info.artifact_uri
+    assert artifact_uri.startswith((pipeline_run["data_dir"] / "mlartifacts").resolve().as_uri())
+
     recommender, _ = tracking.load_recommender(settings)
     recs = recommender.recommend([1, 2], k=5)
     assert list(recs.groupby("user_id").size()) == [5, 5]
