@@ -453,9 +453,7 @@ class Recommender(BaseEstimator):
         # as of a window's cutoff equals building it from the pre-cutoff events alone.
         as_of = pd.Timestamp(events[TIMESTAMP].max()).floor("D") + DAY
         library = (
-            library_feature_provider(events, users, items, end=as_of)
-            if self.use_features
-            else None
+            library_feature_provider(events, users, items, end=as_of) if self.use_features else None
         )
         if self.ranker != RRF:
             train = self.training_set(events, users, items, feature_provider or library)
