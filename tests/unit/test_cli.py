@@ -1,0 +1,56 @@
+"""The `reelrank` command line, end to end on a small synthetic world (no network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from reelrank.cli import app
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("data", "features", "train", "run", "evaluate", "serve", "deploy", "report"):
+        assert command in result.output
+
+
+def test_data_on_synthetic_writes_lake_and_prints_summary(data_dir: Path) -> None:
+    args = ["data", "--dataset", "synthetic", "--users", "100", "--items", "80"]
+    result = runner.invoke(app, [*args, "--events", "2000", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Ingest summary" in result.output
+    summary = json.loads((data_dir / "lake" / "summary.json").read_text())
+    assert summary["dataset"] == "synthetic"
+    for table, expected in (("events", 2000), ("users", 100), ("items", 80)):
+        figures = summary[table]
+        assert figures["read"] == expected
+        assert figures["read"] == figures["accepted"] + figures["quarantined"]
+        assert len(pd.read_parquet(data_dir / "lake" / f"{table}.parquet")) == figures["accepted"]
+
+
+def test_unknown_dataset_is_refused_with_the_choices(data_dir: Path) -> None:
+    result = runner.invoke(app, ["data", "--dataset", "netflix"])
+    assert result.exit_code != 0
+    assert "netflix" in result.output
+    assert "synthetic" in result.output
+
+
+def test_bad_zip_fails_with_a_message_naming_the_file(data_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "not-a-zip.zip"
+    bad.write_text("garbage")
+    result = runner.invoke(app, ["data", "--source", str(bad)])
+    assert result.exit_code == 1
+    assert "not-a-zip.zip" in result.output
+    assert not (data_dir / "lake" / "events.parquet").exists()
+
+
+def test_evaluate_without_a_run_says_what_to_do(data_dir: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--dataset", "ml-100k"])
+    assert result.exit_code == 1
+    assert "reelrank train" in result.output
