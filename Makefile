@@ -66,8 +66,8 @@ up: ## Bring the production topology up with Docker Compose (needs a Docker engi
 down: ## Stop the Docker Compose stack
 	docker compose down
 
-up-local: $(STAMP) ## The same services as local processes (Postgres and Redis must be running)
-	$(PY) scripts/local_stack.py up
+up-local: $(STAMP) ## The same services as local processes (Postgres, Redis running); RUN_ARGS for `reelrank run`
+	$(PY) scripts/local_stack.py up $(if $(RUN_ARGS),--run-args "$(RUN_ARGS)")
 
 down-local: $(STAMP) ## Stop the local-process stack
 	$(PY) scripts/local_stack.py down

@@ -13,13 +13,14 @@ the Postgres and Redis already running on this machine:
 Command line (``make up-local`` / ``make down-local``)::
 
     python scripts/local_stack.py up [--dataset synthetic] [--state-dir .local-stack]
+        [--run-args "--users 300 --items 200 --folds 2"] [--worker] [--*-port N]
     python scripts/local_stack.py status
     python scripts/local_stack.py env       # `eval "$(...)"` to point reelrank at the stack
     python scripts/local_stack.py down [--drop-databases] [--flush-redis]
 
 From Python (the integration tests)::
 
-    stack = start_stack(StackConfig(state_dir=tmp, mlflow_db="t_mlflow", ...))
+    stack = start_stack(StackConfig(state_dir=tmp, mlflow_db="t_mlflow", run_args=(...), ...))
     ...
     stop_stack(stack.config.state_dir, drop_databases=True, flush_redis=True)
 
@@ -80,6 +81,8 @@ class StackConfig:
             Prefect server (give test-specific names for isolation).
         redis_url: Feast online store; pick a database number for isolation.
         dataset: dataset `reelrank run` trains on.
+        run_args: extra arguments of `reelrank run` (e.g. a small synthetic world:
+            ``("--users", "300", "--items", "200", "--folds", "2")``).
         model_name: registered model name in MLflow.
         api_key: admin key of the API; a random one is generated when None.
         run_pipeline / start_worker / serve_api: which app processes to start.
@@ -105,6 +108,7 @@ class StackConfig:
     worker_port: int = 8080
     api_workers: int = 1
     dataset: str = "synthetic"
+    run_args: tuple[str, ...] = ()
     model_name: str = "reelrank"
     api_key: str | None = None
     run_pipeline: bool = True
@@ -112,7 +116,7 @@ class StackConfig:
     serve_api: bool = True
     work_pool: str = "reelrank-local"
     pipeline_cron: str = "0 3 * * *"
-    startup_timeout_s: float = 120.0
+    startup_timeout_s: float = 240.0
     pipeline_timeout_s: float = 1800.0
     bin_dir: Path = field(default_factory=lambda: Path(sys.executable).parent)
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -125,6 +129,7 @@ class StackConfig:
                     "(at most 63 characters, not starting with a digit)"
                 )
         object.__setattr__(self, "state_dir", Path(self.state_dir).resolve())
+        object.__setattr__(self, "run_args", tuple(str(a) for a in self.run_args))
 
     @property
     def data_dir(self) -> Path:
@@ -164,6 +169,7 @@ class StackConfig:
         data["state_dir"] = str(self.state_dir)
         data["bin_dir"] = str(self.bin_dir)
         data["extra_env"] = dict(self.extra_env)
+        data["run_args"] = list(self.run_args)
         data["api_key"] = None  # kept in secrets.env (0600), never in stack.json
         return data
 
@@ -172,6 +178,7 @@ class StackConfig:
         values = dict(data)
         values["state_dir"] = Path(values["state_dir"])
         values["bin_dir"] = Path(values["bin_dir"])
+        values["run_args"] = tuple(values.get("run_args", ()))
         return cls(**values)
 
 
@@ -243,6 +250,7 @@ def _base_env(config: StackConfig) -> dict[str, str]:
     # Isolated Prefect profile/home: no interference with ~/.prefect.
     env["PREFECT_HOME"] = str(config.state_dir / "prefect-home")
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     return env
 
 
@@ -250,6 +258,18 @@ def _mlflow_env(config: StackConfig) -> dict[str, str]:
     env = _base_env(config)
     env["MLFLOW_BACKEND_STORE_URI"] = config.postgres_url(
         config.mlflow_db, driver="postgresql+psycopg2"
+    )
+    # MLflow's GenAI job runner (seven Huey consumer processes polling the database)
+    # serves nothing ReelRank uses; on a small machine it competes with the pipeline.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    # As in docker-compose.yml: the Host headers MLflow's DNS-rebinding guard accepts.
+    env["MLFLOW_SERVER_ALLOWED_HOSTS"] = ",".join(
+        dict.fromkeys(
+            [
+                *(config.host, f"{config.host}:*"),
+                *("localhost", "localhost:*", "127.0.0.1", "127.0.0.1:*"),
+            ]
+        )
     )
     return env
 
@@ -260,6 +280,7 @@ def _prefect_server_env(config: StackConfig) -> dict[str, str]:
         config.prefect_db, driver="postgresql+asyncpg"
     )
     env["PREFECT_API_URL"] = config.prefect_api_url
+    env["PREFECT_UI_API_URL"] = config.prefect_api_url
     return env
 
 
@@ -301,7 +322,7 @@ def prefect_server_command(config: StackConfig) -> list[str]:
 
 
 def pipeline_command(config: StackConfig) -> list[str]:
-    return [_bin(config, "reelrank"), "run", "--dataset", config.dataset]
+    return [_bin(config, "reelrank"), "run", "--dataset", config.dataset, *config.run_args]
 
 
 def api_command(config: StackConfig) -> list[str]:
@@ -716,6 +737,64 @@ def stack_status(state_dir: Path | str) -> dict[str, str]:
 # ---------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------
+def _relative(path: Path) -> Path:
+    """``path`` relative to the working directory when below it (shorter commands)."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def summary(stack: Stack) -> str:
+    """What ``up`` prints: each service's URL and how to point ``reelrank`` at the stack."""
+    config = stack.config
+    command = f"{_relative(Path(sys.executable))} {_relative(Path(__file__).resolve())}"
+    state = f" --state-dir {shlex.quote(str(_relative(config.state_dir)))}"
+    pg = f"postgresql://{config.pg_user}@{config.pg_host}:{config.pg_port}"
+    default_state = StackConfig().state_dir
+    flags = "[--drop-databases] [--flush-redis]"
+    stop = (
+        f"make down-local  (or {command} down {flags})"
+        if config.state_dir == default_state
+        else f"{command} down{state} {flags}"
+    )
+    lines = [
+        "ReelRank local stack is up:",
+        f"  Postgres        {pg}/{{{config.mlflow_db},{config.prefect_db}}}",
+        f"  Redis           {config.redis_url}  (Feast online store)",
+        f"  MLflow          {stack.mlflow_url}  (tracking server + model registry)",
+        f"  Prefect UI      {stack.prefect_api_url.removesuffix('/api')}"
+        f"  (API {stack.prefect_api_url})",
+    ]
+    if PREFECT_WORKER in stack.pids:
+        lines.append(
+            f"  Prefect worker  pool {config.work_pool!r}, schedule {config.pipeline_cron!r}"
+        )
+    if API in stack.pids:
+        lines += [
+            f"  API             {stack.api_url}  (docs {stack.api_url}/docs, "
+            f"metrics {stack.api_url}/metrics)",
+            f"                  try: curl {stack.api_url}/recommendations/1",
+        ]
+    lines += [
+        f"  logs            {config.logs_dir}",
+        "",
+        "Point reelrank at it (pipeline runs land in these servers, features in Redis):",
+        f'  eval "$({command} env{state})"',
+        f"  reelrank run --dataset {config.dataset}",
+        "",
+        "which sets:",
+        *(
+            f"  export {name}={shlex.quote(value)}"
+            for name, value in service_env(config, f"<in {SECRETS_FILE}>").items()
+        ),
+        "",
+        f"Status: {command} status{state}",
+        f"Stop:   {stop}",
+    ]
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     defaults = StackConfig.__dataclass_fields__
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -734,7 +813,18 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("pg_port", "mlflow_port", "prefect_port", "api_port", "worker_port"):
         up.add_argument("--" + name.replace("_", "-"), type=int, default=defaults[name].default)
     up.add_argument("--api-workers", type=int, default=1)
-    up.add_argument("--startup-timeout", type=float, default=120.0)
+    up.add_argument(
+        "--run-args",
+        default="",
+        help='extra `reelrank run` arguments, one string (e.g. "--users 300 --folds 2")',
+    )
+    up.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=defaults["startup_timeout_s"].default,
+        help="seconds each server may take to answer (the Prefect server's first start "
+        "migrates its database: a minute on a loaded 2-core machine)",
+    )
     up.add_argument("--pipeline-timeout", type=float, default=1800.0)
     up.add_argument("--bin-dir", type=Path, default=Path(sys.executable).parent)
     up.add_argument("--no-pipeline", action="store_true", help="skip `reelrank run`")
@@ -774,6 +864,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 worker_port=args.worker_port,
                 api_workers=args.api_workers,
                 dataset=args.dataset,
+                run_args=tuple(shlex.split(args.run_args)),
                 model_name=args.model_name,
                 work_pool=args.work_pool,
                 pipeline_cron=args.pipeline_cron,
@@ -785,21 +876,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 start_worker=args.worker,
             )
             stack = start_stack(config)
-            lines = [
-                f"MLflow   {stack.mlflow_url}",
-                f"Prefect  {stack.prefect_api_url.removesuffix('/api')}",
-            ]
-            if config.serve_api:
-                lines.append(f"API      {stack.api_url}/docs")
-            lines.append(f"logs     {config.logs_dir}")
-            lines.append(
-                f"stop     python scripts/local_stack.py down --state-dir {config.state_dir}"
-            )
-            print("\n".join(lines))
+            print(summary(stack))
         elif args.command == "down":
+            if not (Path(args.state_dir).resolve() / STATE_FILE).exists():
+                print(f"nothing to stop: no local stack state in {Path(args.state_dir).resolve()}")
+                return 0
             stop_stack(
                 args.state_dir, drop_databases=args.drop_databases, flush_redis=args.flush_redis
             )
+            print(f"stopped the local stack of {Path(args.state_dir).resolve()}")
         elif args.command == "status":
             for name, state in stack_status(args.state_dir).items():
                 print(f"{name:15} {state}")
