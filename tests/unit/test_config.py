@@ -10,7 +10,10 @@ from pydantic import ValidationError
 from reelrank.config import Settings, get_settings, reset_settings
 
 
-def test_paths_derive_from_data_dir(tmp_path: Path) -> None:
+def test_paths_derive_from_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; other tests in this process may
+    # have called it.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     settings = Settings(data_dir=tmp_path)
     assert settings.lake_path == tmp_path / "lake"
     assert settings.quarantine_path == tmp_path / "quarantine"
