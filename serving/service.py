@@ -236,6 +236,9 @@ def precompute_retrieval(
     return index
 
 
+ITEM_LOAD_TIMEOUT_MS = 60_000.0
+
+
 def _feature_store_parts(
     settings: Settings, item_ids: np.ndarray
 ) -> tuple[pd.DataFrame, UserFeatureReader]:
@@ -246,7 +249,11 @@ def _feature_store_parts(
 
     try:
         store = get_feature_store(settings)
-        provider = FeastOnlineProvider(store, timeout_ms=max(settings.online_timeout_ms, 1000.0))
+        # A one-off read of the whole catalogue at load, off the request path: Feast's SDK
+        # needs seconds for thousands of items (one row per entity x feature in SQLite).
+        provider = FeastOnlineProvider(
+            store, timeout_ms=max(settings.online_timeout_ms, ITEM_LOAD_TIMEOUT_MS)
+        )
         item_frame = provider.item_features(list(map(int, item_ids)), pd.Timestamp.now(tz="UTC"))
     except FeatureStoreError:
         raise
