@@ -90,8 +90,17 @@ class TrainReport:
     report_dir: Path
 
 
+def _params(config: TrainConfig, ranker: str | None = None) -> dict[str, Any]:
+    """Recommender hyperparameters of a run: the seed, the overrides, then the ranker."""
+    return {
+        "random_state": config.seed,
+        **config.recommender_params,
+        "ranker": ranker or config.ranker,
+    }
+
+
 def _recommender(config: TrainConfig, ranker: str) -> ModelFactory:
-    params = {"random_state": config.seed, **config.recommender_params, "ranker": ranker}
+    params = _params(config, ranker)
     return lambda: Recommender(**params)
 
 
@@ -294,10 +303,7 @@ def train_and_register(
                 "n_events": len(dataset.events),
                 "n_users": dataset.events[USER_ID].nunique(),
                 "n_items": len(dataset.items),
-                **{
-                    f"model.{k}": v
-                    for k, v in Recommender(**config.recommender_params).get_params().items()
-                },
+                **{f"model.{k}": v for k, v in Recommender(**_params(config)).get_params().items()},
             }
         )
         cv = cross_validate(factories, dataset, folds, k=config.k, progress=progress, truth=truth)
@@ -414,13 +420,9 @@ def train_and_register(
             if progress:
                 progress("final fit on all events")
             fit_started = time.perf_counter()
-            final = Recommender(
-                **{
-                    "random_state": config.seed,
-                    **config.recommender_params,
-                    "ranker": config.ranker,
-                }
-            ).fit(dataset.events, dataset.users, dataset.items, feature_provider=feature_provider)
+            final = Recommender(**_params(config)).fit(
+                dataset.events, dataset.users, dataset.items, feature_provider=feature_provider
+            )
             mlflow.log_metric("final_fit_seconds", time.perf_counter() - fit_started)
             example_users = [int(u) for u in dataset.events[USER_ID].unique()[:3]]
             registered = tracking.log_recommender(final, example_users, settings.model_name)
