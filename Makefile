@@ -31,7 +31,7 @@ run: $(STAMP) ## Run the whole pipeline (DATASET=ml-100k|ml-1m|synthetic, SOURCE
 	$(BIN)/reelrank run --dataset $(DATASET) $(if $(SOURCE),--source $(SOURCE)) $(RUN_ARGS)
 
 test: $(STAMP) ## Run the test suite
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(STAMP) ## ruff check + format check
 	$(BIN)/ruff check .
