@@ -24,7 +24,7 @@ from reelrank import plots
 from reelrank.config import Settings
 from reelrank.crossval import FOLD, MODEL, CVResult, ModelFactory, cross_validate
 from reelrank.data.io import atomic_write_bytes
-from reelrank.data.schema import ITEM_ID, USER_ID, Dataset
+from reelrank.data.schema import ITEM_ID, TIMESTAMP, USER_ID, Dataset
 from reelrank.data.synthetic import GroundTruth
 from reelrank.evaluation.metrics import NDCG, metric_key
 from reelrank.evaluation.splits import build_relevant, rolling_origin_folds
@@ -143,7 +143,7 @@ def _learning_curve(
 ) -> pd.DataFrame:
     """Validation nDCG@k vs training-set size (most recent fraction of the last fold's train)."""
     rows = []
-    train = cv_fold.train.sort_values("timestamp", kind="stable")
+    train = cv_fold.train.sort_values(TIMESTAMP, kind="stable")
     relevant = build_relevant(cv_fold.train, cv_fold.test)
     users = np.sort(relevant[USER_ID].unique())
     key = metric_key(NDCG, config.k)
@@ -165,10 +165,10 @@ def _learning_curve(
                 continue
             valid = ndcg_at_k(model.recommend(users, k=config.k), relevant, config.k)
             # Training fit: how well the model ranks the last 10% of its own training window.
-            cutoff = subset["timestamp"].quantile(0.9)
+            cutoff = subset[TIMESTAMP].quantile(0.9)
             inner_train, inner_test = (
-                subset[subset["timestamp"] < cutoff],
-                subset[subset["timestamp"] >= cutoff],
+                subset[subset[TIMESTAMP] < cutoff],
+                subset[subset[TIMESTAMP] >= cutoff],
             )
             inner_relevant = build_relevant(inner_train, inner_test)
             inner_users = np.sort(inner_relevant[USER_ID].unique())
@@ -218,9 +218,9 @@ def _regularisation_sweep(
 
     relevant = build_relevant(cv_fold.train, cv_fold.test)
     users = np.sort(relevant[USER_ID].unique())
-    from reelrank.models.recommender import library_feature_provider
+    from reelrank.models.recommender import feature_snapshot_end, library_feature_provider
 
-    end = pd.Timestamp(cv_fold.train["timestamp"].max()).floor("D") + pd.Timedelta(days=1)
+    end = feature_snapshot_end(cv_fold.train)
     provider = library_feature_provider(cv_fold.train, dataset.users, dataset.items, end=end)
     train = fitted.training_set(
         cv_fold.train, dataset.users, dataset.items, feature_provider=provider

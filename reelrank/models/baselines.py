@@ -16,9 +16,8 @@ from sklearn.base import BaseEstimator
 
 from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.exceptions import NotFittedError
+from reelrank.models.retrieval import RANK, SCORE
 
-SCORE = "score"
-RANK = "rank"
 RECOMMENDATION_COLUMNS = [USER_ID, ITEM_ID, SCORE, RANK]
 
 

@@ -101,6 +101,11 @@ def _lookup(frame: pd.DataFrame, ids: Sequence[int], name: str) -> pd.DataFrame:
     return frame.reindex(index)
 
 
+def feature_snapshot_end(events: pd.DataFrame) -> pd.Timestamp:
+    """The first snapshot day that knows every event: the midnight after the last one."""
+    return pd.Timestamp(events[TIMESTAMP].max()).floor("D") + DAY
+
+
 def library_feature_provider(
     events: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, end: pd.Timestamp | None
 ) -> FeatureProvider:
@@ -451,7 +456,7 @@ class Recommender(BaseEstimator):
         # One point-in-time feature build over all events serves every label window and
         # the serving snapshot: a row stamped D only uses events before D, so querying it
         # as of a window's cutoff equals building it from the pre-cutoff events alone.
-        as_of = pd.Timestamp(events[TIMESTAMP].max()).floor("D") + DAY
+        as_of = feature_snapshot_end(events)
         library = (
             library_feature_provider(events, users, items, end=as_of) if self.use_features else None
         )
