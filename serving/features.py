@@ -23,11 +23,12 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 import pandas as pd
@@ -55,13 +56,52 @@ class UserFeatureReader(Protocol):
 
 def _value(proto: Any) -> float:
     kind = proto.WhichOneof("val")
-    if kind is None:
+    if kind is None or kind == "null_val":
         return float("nan")
     value = getattr(proto, kind)
     try:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
+
+
+_FLOAT32: Final = struct.Struct("<f").unpack_from
+_FLOAT64: Final = struct.Struct("<d").unpack_from
+_FIXED32_TAGS: Final = {0x35}  # float_val (field 6, fixed32)
+_FIXED64_TAGS: Final = {0x29}  # double_val (field 5, fixed64)
+_VARINT_TAGS: Final = {0x18, 0x20, 0x38, 0x40}  # int32, int64, bool, unix_timestamp
+
+
+def decode_scalar(payload: bytes) -> float | None:
+    """A Feast ``Value`` proto holding one numeric scalar, decoded without protobuf.
+
+    Feast writes each stored feature as a serialised ``Value`` message; for the scalar
+    types the bytes are one tag and the number. Decoding those directly is several times
+    faster than building a protobuf message per feature. Returns NaN for an empty message
+    (no value) and ``None`` for anything else (lists, strings, unusual encodings): the
+    caller then parses the message with protobuf.
+    """
+    size = len(payload)
+    if size == 0:
+        return float("nan")
+    tag = payload[0]
+    if tag in _FIXED32_TAGS and size == 5:
+        return float(_FLOAT32(payload, 1)[0])
+    if tag in _FIXED64_TAGS and size == 9:
+        return float(_FLOAT64(payload, 1)[0])
+    if tag in _VARINT_TAGS and size <= 11:
+        value = shift = 0
+        for position in range(1, size):
+            byte = payload[position]
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                if position != size - 1:
+                    return None
+                if value >= 1 << 63:  # negative numbers: 64-bit two's complement
+                    value -= 1 << 64
+                return float(value)
+    return None
 
 
 class SqliteUserFeatureReader:
@@ -151,12 +191,16 @@ class SqliteUserFeatureReader:
                 f"{self.timeout_s * 1000:.0f} ms: {error}"
             ) from error
         out = np.full(len(self.features), np.nan, dtype=np.float64)
-        parsed = self._value()
+        positions = self._positions
         for name, payload in rows:
-            position = self._positions.get(name)
+            position = positions.get(name)
             if position is not None:
-                parsed.ParseFromString(payload)
-                out[position] = _value(parsed)
+                value = decode_scalar(payload)
+                if value is None:
+                    parsed = self._value()
+                    parsed.ParseFromString(payload)
+                    value = _value(parsed)
+                out[position] = value
         return out
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ The hot path (one user) mirrors ``Recommender.recommend`` stage by stage, in arr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -40,11 +41,11 @@ from reelrank.exceptions import (
     ValidationError,
 )
 from reelrank.features import columns as cols
+from reelrank.features.cross import ItemCrossInputs, UserCrossInputs, cross_feature_matrix
 from reelrank.models.recommender import HISTORY_LENGTH, RRF_K
 from reelrank.models.retrieval import RetrievedBlock, retrieve_block
-from serving.cross import ItemCrossInputs, user_cross_features
 from serving.features import FeastUserFeatureReader, SqliteUserFeatureReader, UserFeatureReader
-from serving.trees import CompiledTrees
+from serving.trees import CompiledTrees, PartialScorer
 
 if TYPE_CHECKING:
     from reelrank.models.recommender import Recommender
@@ -91,23 +92,43 @@ class ModelInfo:
     user_features: FeatureSource
 
 
-class _LruCache:
-    """A thread-safe LRU map of retrieval blocks, seeded with the precomputed ones.
+@dataclass(frozen=True)
+class Candidates:
+    """One user's retrieved candidates, prepared for ranking.
 
-    Args:
-        size: entries kept beyond the ``pinned`` ones (other ``n``/``exclude_seen``).
-        pinned: blocks computed at load for every known user (never evicted).
+    Attributes:
+        block: the candidate union with every source's score and rank.
+        static_reach: the ranker's tree masks from every feature that does not change
+            between requests for this model (retrieval scores, history, item features;
+            :meth:`serving.trees.PartialScorer.static_reach`), or None when the ranker is
+            not a compiled tree ensemble.
     """
 
-    def __init__(
-        self, size: int, pinned: dict[tuple[int, int, bool], RetrievedBlock] | None = None
-    ) -> None:
+    block: RetrievedBlock
+    static_reach: np.ndarray | None = None
+
+
+CacheKey = tuple[int, int, bool]
+
+
+class _LruCache:
+    """A thread-safe LRU map of prepared candidates, plus pinned precomputed entries.
+
+    Args:
+        size: entries kept beyond the pinned ones (other ``n``/``exclude_seen``).
+    """
+
+    def __init__(self, size: int) -> None:
         self.size = size
-        self._pinned = pinned or {}
-        self._data: OrderedDict[tuple[int, int, bool], RetrievedBlock] = OrderedDict()
+        self._pinned: dict[CacheKey, Candidates] = {}
+        self._data: OrderedDict[CacheKey, Candidates] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[int, int, bool]) -> RetrievedBlock | None:
+    def pin(self, entries: dict[CacheKey, Candidates]) -> None:
+        """Add entries that are never evicted (done while the state is built)."""
+        self._pinned.update(entries)
+
+    def get(self, key: CacheKey) -> Candidates | None:
         pinned = self._pinned.get(key)
         if pinned is not None:
             return pinned
@@ -117,7 +138,7 @@ class _LruCache:
                 self._data.move_to_end(key)
             return value
 
-    def put(self, key: tuple[int, int, bool], value: RetrievedBlock) -> None:
+    def put(self, key: CacheKey, value: Candidates) -> None:
         with self._lock:
             self._data[key] = value
             if len(self._data) > self.size:
@@ -137,11 +158,16 @@ class ModelState:
         item_matrix: the same as float32 in the ranker's item column order.
         item_cross: the item side of the cross features.
         user_positions: where each of the ranker's user columns sits in ``USER_FEATURES``.
+        user_index: the interaction-matrix row of every known user id (a dict lookup on
+            the request path instead of a search).
         snapshot_users: the model's own user features (the degraded fallback), or None.
         user_reader: the online user-feature reader, or None when the store is unavailable.
         user_reader_error: why there is no reader (for ``/ready``).
         score: the ranker's raw scores for a feature matrix (compiled trees when the
             ranker is a LightGBM booster they reproduce, else the ranker's ``predict``).
+        partial: the compiled trees split into static and per-request splits (None when
+            the ranker is not compiled); candidates carry their static part.
+        retrieval_cache: prepared candidates per ``(user, n, exclude_seen)``.
     """
 
     recommender: Recommender
@@ -152,10 +178,12 @@ class ModelState:
     item_matrix: np.ndarray | None
     item_cross: ItemCrossInputs | None
     user_positions: np.ndarray
+    user_index: dict[int, int]
     snapshot_users: pd.DataFrame | None
     user_reader: UserFeatureReader | None
     user_reader_error: str | None
     score: Callable[[np.ndarray], np.ndarray] | None
+    partial: PartialScorer | None = None
     retrieval_cache: _LruCache = field(default_factory=lambda: _LruCache(RETRIEVAL_CACHE_SIZE))
 
     @property
@@ -212,12 +240,12 @@ COLD_USER_KEY: Final = -1
 
 def precompute_retrieval(
     recommender: Recommender, chunk: int = 1024
-) -> dict[tuple[int, int, bool], RetrievedBlock]:
+) -> dict[CacheKey, RetrievedBlock]:
     """The default request's candidates (``n_candidates``, unseen) for every known user
     and for unknown users, computed in batches at load: the in-memory candidate index."""
     matrix = recommender.interactions_
     n = recommender.n_candidates
-    index: dict[tuple[int, int, bool], RetrievedBlock] = {}
+    index: dict[CacheKey, RetrievedBlock] = {}
     user_ids = matrix.user_ids
     for start in range(0, len(user_ids), chunk):
         ids = user_ids[start : start + chunk]
@@ -345,7 +373,11 @@ def build_state(
         item_features=item_source,
         user_features=user_source,
     )
-    return ModelState(
+    score, compiled = ranker_scorer(recommender)
+    user_index = {
+        int(user): row for row, user in enumerate(recommender.interactions_.user_ids.tolist())
+    }
+    state = ModelState(
         recommender=recommender,
         info=info,
         titles=titles,
@@ -354,33 +386,97 @@ def build_state(
         item_matrix=item_matrix,
         item_cross=item_cross,
         user_positions=np.array([cols.USER_FEATURES.index(c) for c in user_columns], dtype=int),
+        user_index=user_index,
         snapshot_users=snapshot_users,
         user_reader=reader,
         user_reader_error=reader_error,
-        score=ranker_scorer(recommender),
-        retrieval_cache=_LruCache(RETRIEVAL_CACHE_SIZE, precompute_retrieval(recommender)),
+        score=score,
+        partial=(
+            compiled.partial(dynamic_feature_indices(recommender, len(user_columns)))
+            if compiled is not None and item_matrix is not None
+            else None
+        ),
     )
+    blocks = precompute_retrieval(recommender)
+    if not _partial_scores_agree(state, blocks):
+        logger.warning("partial tree scores disagree with the full scorer; not using them")
+        state = dataclasses.replace(state, partial=None)
+    state.retrieval_cache.pin(
+        {
+            key: prepare_candidates(
+                state, block, -1 if key[0] == COLD_USER_KEY else user_index[key[0]]
+            )
+            for key, block in blocks.items()
+        }
+    )
+    return state
 
 
-def ranker_scorer(recommender: Recommender) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The fastest exact scorer of the model's ranker (checked against it on random rows)."""
+def _partial_scores_agree(state: ModelState, blocks: dict[CacheKey, RetrievedBlock]) -> bool:
+    """Load-time check of the partial scorer on real candidates with random user rows
+    (``tests/serving/test_parts.py`` proves the equality in general)."""
+    if state.partial is None or state.score is None or not state.uses_features:
+        return True
+    rng = np.random.default_rng(0)
+    for key, block in list(blocks.items())[:8]:
+        if len(block.rows) == 0:
+            continue
+        row = -1 if key[0] == COLD_USER_KEY else state.user_index[key[0]]
+        user_row = rng.normal(0.0, 2.0, len(cols.USER_FEATURES))
+        user_row[rng.random(len(user_row)) < 0.2] = np.nan
+        candidates = prepare_candidates(state, block, row)
+        assert candidates.static_reach is not None
+        partial = state.partial.score(
+            candidates.static_reach, dynamic_columns(state, block, user_row)
+        )
+        full = state.score(feature_matrix(state, block, row, user_row))
+        if not np.array_equal(partial, np.asarray(full, dtype=np.float64)):
+            return False
+    return True
+
+
+def dynamic_feature_indices(recommender: Recommender, n_user: int) -> np.ndarray:
+    """Columns of the ranker's matrix known only at request time: the online user
+    features, then the cross features (the layout ``feature_matrix`` writes)."""
+    at_user = 2 * len(recommender.sources_) + 1
+    width = len(recommender.feature_names_)
+    n_cross = len(cols.CROSS_FEATURES)
+    return np.r_[np.arange(at_user, at_user + n_user), np.arange(width - n_cross, width)]
+
+
+NO_USER_FEATURES: Final = np.full(len(cols.USER_FEATURES), np.nan)
+
+
+def prepare_candidates(state: ModelState, block: RetrievedBlock, row: int) -> Candidates:
+    """A block with its static tree masks (when the ranker is compiled and uses features)."""
+    if state.partial is None or not state.uses_features or len(block.rows) == 0:
+        return Candidates(block)
+    X = feature_matrix(state, block, row, NO_USER_FEATURES)
+    return Candidates(block, state.partial.static_reach(X))
+
+
+def ranker_scorer(
+    recommender: Recommender,
+) -> tuple[Callable[[np.ndarray], np.ndarray] | None, CompiledTrees | None]:
+    """The fastest exact scorer of the model's ranker (checked against it on random rows),
+    and the compiled trees when it is them."""
     ranker = recommender.ranker_
     if ranker is None:
-        return None
+        return None, None
     booster = getattr(ranker, "booster_", None)
     if booster is None:
-        return ranker.predict
+        return ranker.predict, None
     compiled = CompiledTrees.from_booster(booster)
     if compiled is None:
-        return ranker.predict
+        return ranker.predict, None
     rng = np.random.default_rng(0)
     probe = rng.normal(0.0, 3.0, size=(256, booster.num_feature())).astype(np.float32)
     probe[rng.random(probe.shape) < 0.2] = np.nan
     probe[rng.random(probe.shape) < 0.1] = 0.0
     if not np.allclose(compiled.predict(probe), ranker.predict(probe), rtol=0, atol=1e-9):
         logger.warning("compiled trees disagree with LightGBM; scoring with LightGBM")
-        return ranker.predict
-    return compiled.predict
+        return ranker.predict, None
+    return compiled.predict, compiled
 
 
 def load_champion_state(settings: Settings, alias: str = "champion") -> ModelState:
@@ -509,8 +605,7 @@ class RecommendationService:
         reason: str | None = None
 
         started = time.perf_counter()
-        ids = np.array([user_id], dtype=np.int64)
-        row = int(model.interactions_.user_rows(ids)[0])
+        row = state.user_index.get(user_id, -1)
         known = row >= 0
         if not known:
             fallback = COLD_START
@@ -522,7 +617,8 @@ class RecommendationService:
         n = max(model.n_candidates, k)
         if genre_mask is not None:
             n = state.n_items  # rank every eligible item, then keep the genre's top k
-        block = self._retrieve(state, user_id if known else COLD_USER_KEY, ids, n, exclude_seen)
+        candidates = self._candidates(state, user_id, row, n, exclude_seen)
+        block = candidates.block
         now = time.perf_counter()
         stages["retrieval"] = now - started
 
@@ -533,11 +629,17 @@ class RecommendationService:
             user_row, degraded_reason = self._user_features(state, user_id)
             if degraded_reason is not None:
                 fallback, reason = DEGRADED, degraded_reason
-            X = self._feature_matrix(state, block, row, user_row)
-            after_features = time.perf_counter()
-            stages["features"] = after_features - now
-            assert state.score is not None
-            scores = np.asarray(state.score(X), dtype=np.float64)
+            if candidates.static_reach is not None and state.partial is not None:
+                dynamic = dynamic_columns(state, block, user_row)
+                after_features = time.perf_counter()
+                stages["features"] = after_features - now
+                scores = state.partial.score(candidates.static_reach, dynamic)
+            else:
+                X = feature_matrix(state, block, row, user_row)
+                after_features = time.perf_counter()
+                stages["features"] = after_features - now
+                assert state.score is not None
+                scores = np.asarray(state.score(X), dtype=np.float64)
         else:
             after_features = time.perf_counter()
             stages["features"] = after_features - now
@@ -565,16 +667,19 @@ class RecommendationService:
         stages["ranking"] = time.perf_counter() - after_features
         return Recommendation(user_id, items, state.info.version, fallback, stages, reason)
 
-    def _retrieve(
-        self, state: ModelState, key_user: int, ids: np.ndarray, n: int, exclude_seen: bool
-    ) -> RetrievedBlock:
-        key = (key_user, n, exclude_seen or key_user == COLD_USER_KEY)
-        block = state.retrieval_cache.get(key)
-        if block is None:
+    @staticmethod
+    def _candidates(
+        state: ModelState, user_id: int, row: int, n: int, exclude_seen: bool
+    ) -> Candidates:
+        key = (user_id, n, exclude_seen) if row >= 0 else (COLD_USER_KEY, n, True)
+        candidates = state.retrieval_cache.get(key)
+        if candidates is None:
             model = state.recommender
+            ids = np.array([user_id], dtype=np.int64)
             block = retrieve_block(model.sources_, model.interactions_, ids, n, exclude_seen)
-            state.retrieval_cache.put(key, block)
-        return block
+            candidates = prepare_candidates(state, block, row)
+            state.retrieval_cache.put(key, candidates)
+        return candidates
 
     def _user_features(self, state: ModelState, user_id: int) -> tuple[np.ndarray, str | None]:
         """The user's stored features and, when the store failed, why."""
@@ -588,29 +693,6 @@ class RecommendationService:
             reason = f"online feature store unavailable: {state.user_reader_error}"
         return snapshot_user_row(state.snapshot_users, user_id), reason
 
-    def _feature_matrix(
-        self, state: ModelState, block: RetrievedBlock, row: int, user_row: np.ndarray
-    ) -> np.ndarray:
-        """The ranker's matrix, column for column as ``Recommender._features`` builds it."""
-        assert state.item_matrix is not None
-        assert state.item_cross is not None
-        matrix = state.recommender.interactions_
-        n_rows = len(block.rows)
-        history = float(matrix.seen.indptr[row + 1] - matrix.seen.indptr[row]) if row >= 0 else 0.0
-        user_values = user_row[state.user_positions].astype(np.float32)
-        cross = user_cross_features(user_row, state.item_cross, block.item_columns)
-        width = block.features.shape[1] + 1 + len(user_values) + state.item_matrix.shape[1] + 4
-        X = np.empty((n_rows, width), dtype=np.float32)
-        at = block.features.shape[1]
-        X[:, :at] = block.features
-        X[:, at] = history
-        at += 1
-        X[:, at : at + len(user_values)] = user_values
-        at += len(user_values)
-        X[:, at : at + state.item_matrix.shape[1]] = state.item_matrix[block.item_columns]
-        X[:, at + state.item_matrix.shape[1] :] = cross
-        return X
-
     @staticmethod
     def _score_without_features(state: ModelState, block: RetrievedBlock, row: int) -> np.ndarray:
         model = state.recommender
@@ -621,6 +703,47 @@ class RecommendationService:
         value = history[row] if row >= 0 else 0.0
         X = np.hstack([block.features, np.full((len(block.rows), 1), value, dtype=np.float32)])
         return np.asarray(model.ranker_.predict(X), dtype=np.float64)
+
+
+def feature_matrix(
+    state: ModelState, block: RetrievedBlock, row: int, user_row: np.ndarray
+) -> np.ndarray:
+    """The ranker's matrix, column for column as ``Recommender._features`` builds it."""
+    assert state.item_matrix is not None
+    assert state.item_cross is not None
+    matrix = state.recommender.interactions_
+    n_rows = len(block.rows)
+    history = float(matrix.seen.indptr[row + 1] - matrix.seen.indptr[row]) if row >= 0 else 0.0
+    user_values = user_row[state.user_positions].astype(np.float32)
+    cross = cross_feature_matrix(
+        UserCrossInputs.from_row(user_row), state.item_cross, block.item_columns
+    )
+    width = block.features.shape[1] + 1 + len(user_values) + state.item_matrix.shape[1] + 4
+    X = np.empty((n_rows, width), dtype=np.float32)
+    at = block.features.shape[1]
+    X[:, :at] = block.features
+    X[:, at] = history
+    at += 1
+    X[:, at : at + len(user_values)] = user_values
+    at += len(user_values)
+    X[:, at : at + state.item_matrix.shape[1]] = state.item_matrix[block.item_columns]
+    X[:, at + state.item_matrix.shape[1] :] = cross
+    return X
+
+
+def dynamic_columns(state: ModelState, block: RetrievedBlock, user_row: np.ndarray) -> np.ndarray:
+    """The request-time columns of the ranker's matrix, transposed: ``(n_user + n_cross,
+    candidates)`` float32 (user features broadcast, then cross features), the input of
+    :meth:`PartialScorer.score` (``dynamic_feature_indices`` gives their columns)."""
+    assert state.item_cross is not None
+    n_user = len(state.user_positions)
+    cross = cross_feature_matrix(
+        UserCrossInputs.from_row(user_row), state.item_cross, block.item_columns
+    )
+    out = np.empty((n_user + cross.shape[1], len(block.rows)), dtype=np.float32)
+    out[:n_user] = user_row[state.user_positions].astype(np.float32)[:, None]
+    out[n_user:] = cross.T
+    return out
 
 
 def snapshot_user_row(frame: pd.DataFrame | None, user_id: int) -> np.ndarray:

@@ -18,6 +18,7 @@ per tree are not compiled (``from_booster`` returns None and the caller keeps ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -148,21 +149,59 @@ class CompiledTrees:
         thresholds = self.threshold.astype(np.float32)
         above = thresholds.astype(np.float64) > self.threshold
         thresholds[above] = np.nextafter(thresholds[above], np.float32(-np.inf))
-        extra = {
+        n_trees = self.slot.shape[0]
+        extra: dict[str, Any] = {
             "_dtype": dtype,
             "_ones": ones,
-            "_left_bits": np.invert(masks).astype(dtype)[:, None],
+            "_left_bits": np.invert(masks).astype(dtype),
+            "_threshold32": thresholds,
             "_n_features": n_features,
-            # NaN handled by the gather: row f of the doubled matrix holds NaN -> -inf
-            # (goes left), row n_features + f holds NaN -> +inf (goes right).
-            "_gather": self.feature + n_features * self.nan_right,
-            "_threshold32": thresholds[:, None],
             "_leaf_flat": self.leaf_value.ravel(),
-            "_leaf_offsets": (np.arange(self.slot.shape[0]) * n_leaves)[:, None],
-            "_lowest_bit": _lowest_bit_table() if dtype == np.uint8 else None,
+            "_leaf_offsets": (np.arange(n_trees) * n_leaves)[:, None],
+            "_leaf_by_mask": None,
         }
+        if dtype == np.uint8:
+            # Up to 8 leaves: a (tree, reachable mask) -> exit-leaf value table; one gather
+            # replaces "lowest set bit" and the leaf lookup.
+            padded = np.zeros((n_trees, 8), dtype=np.float64)
+            padded[:, :n_leaves] = self.leaf_value  # masks past the last leaf never occur
+            extra["_leaf_by_mask"] = padded[:, _lowest_bit_table()].ravel()
+            extra["_mask_offsets"] = (np.arange(n_trees) * 256)[:, None]
         for name, value in extra.items():
             object.__setattr__(self, name, value)
+        every = np.arange(len(self.feature))
+        object.__setattr__(self, "_all", self._split_set(every, np.arange(n_features)))
+
+    def _split_set(self, splits: np.ndarray, columns: np.ndarray) -> _SplitSet:
+        """The ``splits`` (global indices), reading an input whose column ``c`` holds
+        feature ``columns[c]``."""
+        size = max(self._n_features, int(columns.max(initial=-1)) + 1)  # type: ignore[attr-defined]
+        column_of = np.full(size, -1, dtype=np.int64)
+        column_of[columns] = np.arange(len(columns))
+        features = column_of[self.feature[splits]]
+        if (features < 0).any():
+            raise ValueError("a split reads a feature the input layout does not hold")
+        position = np.full(len(self.feature) + 1, len(splits), dtype=np.int64)
+        position[splits] = np.arange(len(splits))
+        categorical_rows = np.flatnonzero(np.isin(self.categorical_split, splits))
+        categorical = self.categorical_split[categorical_rows]
+        slot = position[self.slot]  # other splits and padding -> the virtual split
+        slot.sort(axis=1)
+        width = max(1, int((slot < len(splits)).sum(axis=1).max(initial=0)))
+        return _SplitSet(
+            n_columns=len(columns),
+            # NaN handled by the gather: row c of the doubled input holds NaN -> -inf (goes
+            # left), row n_columns + c holds NaN -> +inf (goes right).
+            gather=features + len(columns) * self.nan_right[splits],
+            threshold=self._threshold32[splits][:, None],  # type: ignore[attr-defined]
+            left_bits=self._left_bits[splits][:, None],  # type: ignore[attr-defined]
+            slot=slot[:, :width],
+            dtype=self._dtype,  # type: ignore[attr-defined]
+            ones=self._ones,  # type: ignore[attr-defined]
+            categorical=position[categorical],
+            categorical_column=column_of[self.feature[categorical]],
+            categorical_left=self.categorical_left[categorical_rows],
+        )
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Raw scores (sum of every tree's exit leaf), like ``predict(raw_score=True)``.
@@ -170,9 +209,71 @@ class CompiledTrees:
         Exact for float32 input (what the ranker's feature matrix is); other inputs are
         cast to float32 first.
         """
-        n = self._n_features  # type: ignore[attr-defined]
         # (split, row) layout: gathers of whole rows are memory copies.
-        columns = np.asarray(X, dtype=np.float32)[:, :n].T
+        n_features: int = self._n_features  # type: ignore[attr-defined]
+        columns = np.asarray(X, dtype=np.float32)[:, :n_features].T
+        split_set: _SplitSet = self._all  # type: ignore[attr-defined]
+        return self.leaf_sum(split_set.reach(split_set.goes_right(columns)))
+
+    def leaf_sum(self, reachable: np.ndarray) -> np.ndarray:
+        """Scores from ``(n_trees, rows)`` reachable-leaf masks (exit leaf = lowest bit)."""
+        by_mask = self._leaf_by_mask  # type: ignore[attr-defined]
+        if by_mask is not None:
+            return np.asarray(by_mask.take(self._mask_offsets + reachable).sum(axis=0))  # type: ignore[attr-defined]
+        wide = reachable.astype(np.uint64)
+        lowest = wide & (~wide + np.uint64(1))
+        leaf = np.log2(lowest.astype(np.float64)).astype(np.int64)
+        return np.asarray(self._leaf_flat.take(self._leaf_offsets + leaf).sum(axis=0))  # type: ignore[attr-defined]
+
+    def partial(self, dynamic_features: Sequence[int] | np.ndarray) -> PartialScorer:
+        """A scorer that evaluates the splits on every other feature ahead of time.
+
+        ``dynamic_features`` are the features known only at request time (the online user
+        features and the cross features); every split on another feature is "static" and
+        can be evaluated once per (user, candidate) when the candidates are prepared.
+        """
+        dynamic = np.asarray(dynamic_features, dtype=np.int64)
+        is_dynamic = np.isin(self.feature, dynamic)
+        static_splits = np.flatnonzero(~is_dynamic)
+        dynamic_splits = np.flatnonzero(is_dynamic)
+        used = np.arange(self._n_features)  # type: ignore[attr-defined]
+        return PartialScorer(
+            trees=self,
+            dynamic_features=dynamic,
+            static=self._split_set(static_splits, used),
+            dynamic=self._split_set(dynamic_splits, dynamic),
+        )
+
+
+@dataclass(frozen=True)
+class _SplitSet:
+    """Some of the ensemble's splits, ready to evaluate on a ``(column, row)`` float32 input.
+
+    Attributes:
+        n_columns: columns of the input layout.
+        gather: per split, its row in the doubled input (NaN handling, see ``goes_right``).
+        threshold: ``(n_splits, 1)`` float32 thresholds.
+        left_bits: ``(n_splits, 1)`` the left subtree's leaf bits (cleared when going right).
+        slot: ``(n_trees, width)`` the set's splits per tree, padded with ``n_splits`` (a
+            virtual split that never clears a bit).
+        categorical: the set's categorical splits (positions in the set), the input
+            column each reads and their ``(n, max_category + 1)`` membership table.
+    """
+
+    n_columns: int
+    gather: np.ndarray
+    threshold: np.ndarray
+    left_bits: np.ndarray
+    slot: np.ndarray
+    dtype: Any
+    ones: Any
+    categorical: np.ndarray
+    categorical_column: np.ndarray
+    categorical_left: np.ndarray
+
+    def goes_right(self, columns: np.ndarray) -> np.ndarray:
+        """``(n_splits, rows)``: the split's test fails (``x > t``, or NaN on the right side)."""
+        n = self.n_columns
         doubled = np.empty((2 * n, columns.shape[1]), dtype=np.float32)
         doubled[:n] = columns
         doubled[n:] = columns
@@ -180,34 +281,60 @@ class CompiledTrees:
         if nan.any():
             doubled[:n][nan] = -np.inf
             doubled[n:][nan] = np.inf
-        goes_right = doubled.take(self._gather, axis=0) > self._threshold32  # type: ignore[attr-defined]
-        if len(self.categorical_split):
-            goes_right[self.categorical_split] = self._categorical_right(columns)
-        split_masks = np.empty((len(self.mask), columns.shape[1]), dtype=self._dtype)  # type: ignore[attr-defined]
-        np.bitwise_xor(
-            self._ones,  # type: ignore[attr-defined]
-            goes_right.view(np.uint8).astype(self._dtype, copy=False) * self._left_bits,  # type: ignore[attr-defined]
-            out=split_masks[:-1],
-        )
-        split_masks[-1] = self._ones  # type: ignore[attr-defined]
-        reachable = np.bitwise_and.reduce(split_masks.take(self.slot, axis=0), axis=1)
-        table = self._lowest_bit  # type: ignore[attr-defined]
-        if table is not None:
-            leaf = table.take(reachable)
-        else:
-            wide = reachable.astype(np.uint64)
-            lowest = wide & (~wide + np.uint64(1))
-            leaf = np.log2(lowest.astype(np.float64)).astype(np.int64)
-        return self._leaf_flat.take(self._leaf_offsets + leaf).sum(axis=0)  # type: ignore[attr-defined]
+        goes_right = np.asarray(doubled.take(self.gather, axis=0) > self.threshold)
+        if len(self.categorical):
+            goes_right[self.categorical] = self._categorical_right(columns)
+        return goes_right
 
     def _categorical_right(self, columns: np.ndarray) -> np.ndarray:
-        values = columns[self.feature[self.categorical_split]]
+        values = columns[self.categorical_column]
         width = self.categorical_left.shape[1]
         with np.errstate(invalid="ignore"):
             outside = np.isnan(values) | (values >= width) | (values <= -1)
         codes = np.where(outside, 0, values).astype(np.int64)  # truncation, like a C cast
-        rows = np.arange(len(self.categorical_split))[:, None]
-        return outside | ~self.categorical_left[rows, codes]
+        rows = np.arange(len(self.categorical))[:, None]
+        return np.asarray(outside | ~self.categorical_left[rows, codes])
+
+    def reach(self, goes_right: np.ndarray) -> np.ndarray:
+        """``(n_trees, rows)``: leaves still reachable after this set's splits."""
+        masks = np.empty((len(self.gather) + 1, goes_right.shape[1]), dtype=self.dtype)
+        np.bitwise_xor(
+            self.ones,
+            goes_right.view(np.uint8).astype(self.dtype, copy=False) * self.left_bits,
+            out=masks[:-1],
+        )
+        masks[-1] = self.ones
+        return np.asarray(np.bitwise_and.reduce(masks.take(self.slot, axis=0), axis=1))
+
+
+@dataclass(frozen=True)
+class PartialScorer:
+    """Tree scores split into a part known ahead of the request and a per-request part.
+
+    A tree's exit leaf is the lowest bit of the AND of its splits' masks, and AND does not
+    care about order: the masks of the static splits (retrieval scores, history, item
+    features) are combined once per (user, candidate) by :meth:`static_reach`, and a request
+    only evaluates the few splits on its dynamic features (:meth:`score`). The result is
+    bit-identical to :meth:`CompiledTrees.predict` on the full matrix
+    (``tests/serving/test_parts.py``).
+    """
+
+    trees: CompiledTrees
+    dynamic_features: np.ndarray
+    static: _SplitSet
+    dynamic: _SplitSet
+
+    def static_reach(self, X: np.ndarray) -> np.ndarray:
+        """``(n_trees, rows)`` masks of the static splits for a full feature matrix (the
+        dynamic columns are ignored and may hold anything)."""
+        columns = np.asarray(X, dtype=np.float32)[:, : self.static.n_columns].T
+        return self.static.reach(self.static.goes_right(columns))
+
+    def score(self, static_reach: np.ndarray, dynamic_columns: np.ndarray) -> np.ndarray:
+        """Raw scores from the static masks and the dynamic features as a
+        ``(len(dynamic_features), rows)`` float32 matrix."""
+        dynamic = self.dynamic.reach(self.dynamic.goes_right(dynamic_columns))
+        return self.trees.leaf_sum(np.bitwise_and(static_reach, dynamic))
 
 
 def _lowest_bit_table() -> np.ndarray:

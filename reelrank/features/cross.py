@@ -1,6 +1,16 @@
-"""Request-time user x item features: one pure function, called by training and serving."""
+"""Request-time user x item features: one numpy core, called by training and serving.
+
+:func:`cross_feature_matrix` computes the four cross features from array inputs; training
+calls it through :func:`cross_features` (frames of pairs), the serving hot path calls it
+with one user's row against the candidates' rows of an :class:`ItemCrossInputs` prepared
+once per model load. Same function, same operations, so the values are bit-identical
+(``tests/serving/test_parts.py`` checks it) and there is no training/serving skew.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -51,27 +61,9 @@ def cross_features(
             )
     users = user_frame[~user_frame.index.duplicated(keep="last")].reindex(pairs[USER_ID].to_numpy())
     items = item_frame[~item_frame.index.duplicated(keep="last")].reindex(pairs[ITEM_ID].to_numpy())
-    shares = users[list(cols.USER_GENRE_SHARE)].to_numpy(dtype="float64", na_value=np.nan)
-    flags = items[list(cols.ITEM_GENRE)].to_numpy(dtype="float64", na_value=np.nan)
-    n_genres = flags.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        affinity_mean = (shares * flags).sum(axis=1) / n_genres
-        masked = np.where(flags > 0, shares, -np.inf)
-        affinity_max = masked.max(axis=1)
-    no_genre = ~(n_genres > 0)  # also true when the item is unknown (NaN)
-    unknown = np.isnan(shares).any(axis=1) | np.isnan(flags).any(axis=1)
-    affinity_mean[no_genre | unknown] = np.nan
-    affinity_max[no_genre | unknown] = np.nan
-
-    def column(frame: pd.DataFrame, name: str) -> np.ndarray:
-        return frame[name].to_numpy(dtype="float64", na_value=np.nan)
-
-    rating_gap = np.abs(
-        column(users, cols.USER_RATING_MEAN) - column(items, cols.ITEM_RATING_MEAN_BAYES)
-    )
-    popularity_gap = column(items, cols.ITEM_LOG_POP_30D) - column(
-        users, cols.USER_MEAN_ITEM_LOG_POP
-    )
+    user_side = UserCrossInputs.from_frame(users)
+    out = cross_feature_matrix(user_side, ItemCrossInputs(items))
+    affinity_mean, affinity_max, rating_gap, popularity_gap = out.T
     return pd.DataFrame(
         {
             cols.CROSS_GENRE_AFFINITY_MEAN: affinity_mean,
@@ -81,3 +73,101 @@ def cross_features(
         },
         index=pairs.index,
     )
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+class ItemCrossInputs:
+    """The item side of the cross features, one row per item, as float64 arrays.
+
+    Built once per model load for the whole catalogue (serving) or per batch of pairs
+    (training); row sums and NaN checks are done here so the per-request work is gathers.
+
+    Args:
+        item_frame: item features with the item genre flags, ``item_rating_mean_bayes``
+            and ``item_log_pop_30d`` (missing columns read as NaN).
+    """
+
+    def __init__(self, item_frame: pd.DataFrame) -> None:
+        self.flags = np.column_stack([_column(item_frame, c) for c in cols.ITEM_GENRE])
+        self.rating_mean_bayes = _column(item_frame, cols.ITEM_RATING_MEAN_BAYES)
+        self.log_pop_30d = _column(item_frame, cols.ITEM_LOG_POP_30D)
+        self.n_genres = self.flags.sum(axis=1)
+        self.has_flag = self.flags > 0
+        # An item without genres (or unknown) has no affinity; NaN flags make it unknown.
+        self.no_affinity = ~(self.n_genres > 0) | np.isnan(self.flags).any(axis=1)
+
+    def __len__(self) -> int:
+        return len(self.n_genres)
+
+
+@dataclass(frozen=True)
+class UserCrossInputs:
+    """The user side: genre shares ``(n, G)`` or one user's ``(G,)``, and two means.
+
+    ``rating_mean`` and ``log_pop`` are ``(n,)`` arrays aligned with the pairs, or scalars
+    for one user.
+    """
+
+    shares: np.ndarray
+    rating_mean: np.ndarray | float
+    log_pop: np.ndarray | float
+
+    @classmethod
+    def from_frame(cls, users: pd.DataFrame) -> UserCrossInputs:
+        """One row per pair (a user frame reindexed by the pairs' user ids)."""
+        return cls(
+            shares=np.column_stack([_column(users, c) for c in cols.USER_GENRE_SHARE]),
+            rating_mean=_column(users, cols.USER_RATING_MEAN),
+            log_pop=_column(users, cols.USER_MEAN_ITEM_LOG_POP),
+        )
+
+    @classmethod
+    def from_row(cls, user_row: np.ndarray) -> UserCrossInputs:
+        """One user's stored features in ``USER_FEATURES`` order (NaN = missing)."""
+        return cls(
+            shares=user_row[_USER_SHARES],
+            rating_mean=float(user_row[_USER_RATING_MEAN]),
+            log_pop=float(user_row[_USER_LOG_POP]),
+        )
+
+
+_USER_SHARES = [cols.USER_FEATURES.index(c) for c in cols.USER_GENRE_SHARE]
+_USER_RATING_MEAN = cols.USER_FEATURES.index(cols.USER_RATING_MEAN)
+_USER_LOG_POP = cols.USER_FEATURES.index(cols.USER_MEAN_ITEM_LOG_POP)
+
+
+def cross_feature_matrix(
+    users: UserCrossInputs,
+    items: ItemCrossInputs,
+    item_rows: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
+    """``(n, 4)`` float64 in ``CROSS_FEATURES`` order.
+
+    Args:
+        users: the user side, one row per pair or one user for every row.
+        items: the item side.
+        item_rows: rows of ``items`` to pair with (default: every row, in order).
+    """
+    if item_rows is None:
+        flags, n_genres, has_flag = items.flags, items.n_genres, items.has_flag
+        no_affinity, bayes, log_pop = items.no_affinity, items.rating_mean_bayes, items.log_pop_30d
+    else:
+        rows = np.asarray(item_rows, dtype=np.int64)
+        flags, n_genres, has_flag = items.flags[rows], items.n_genres[rows], items.has_flag[rows]
+        no_affinity = items.no_affinity[rows]
+        bayes, log_pop = items.rating_mean_bayes[rows], items.log_pop_30d[rows]
+    shares = users.shares
+    out = np.empty((len(n_genres), 4), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide((flags * shares).sum(axis=1), n_genres, out=out[:, 0])
+        np.where(has_flag, shares, -np.inf).max(axis=1, out=out[:, 1], initial=-np.inf)
+    invalid = no_affinity | np.isnan(shares).any(axis=-1)
+    out[invalid, :2] = np.nan
+    np.abs(np.subtract(users.rating_mean, bayes), out=out[:, 2])
+    np.subtract(log_pop, users.log_pop, out=out[:, 3])
+    return out

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from reelrank.config import Settings
 from reelrank.data.schema import GENRES, ITEM_ID, TITLE
 from reelrank.exceptions import ModelNotFoundError
-from serving.api.deps import get_model_state
+from serving.api.deps import Serving, get_serving
 from serving.app import create_app
 from serving.feedback import read_feedback
 from serving.service import ServiceUnavailableError
@@ -275,7 +275,10 @@ def test_no_champion_gives_503_with_the_reason(tmp_path):
 def test_state_dependency_can_be_overridden(client, fitted_model, serving_settings, reader):
     """A route serves whatever state the dependency gives it (unit seam for tests)."""
     other = make_state(fitted_model, serving_settings, version="42", reader=reader)
-    client.app.dependency_overrides[get_model_state] = lambda: other
+    app_state = client.app.state
+    client.app.dependency_overrides[get_serving] = lambda: Serving(
+        app_state.service, other, app_state.metrics, app_state.settings
+    )
     try:
         user = known_users(fitted_model)[0]
         assert client.get(f"/recommendations/{user}").json()["model_version"] == "42"
@@ -339,3 +342,19 @@ def test_frame_types_are_plain_json(client, fitted_model):
     assert isinstance(body["items"][0]["item_id"], int)
     assert isinstance(body["items"][0]["score"], float)
     assert pd.notna(body["items"][0]["score"])
+
+
+def test_ranking_uses_the_partial_tree_scorer(client, fitted_model):
+    """The hot path scores with static masks prepared at load (and they agree with the
+    full matrix, checked at load and in tests/serving/test_parts.py)."""
+    state = client.app.state.service.state
+    assert state.partial is not None
+    user = known_users(fitted_model)[0]
+    key = (user, fitted_model.n_candidates, True)
+    candidates = state.retrieval_cache.get(key)
+    assert candidates is not None
+    assert candidates.static_reach is not None
+    assert candidates.static_reach.shape == (
+        state.partial.static.slot.shape[0],
+        len(candidates.block.rows),
+    )

@@ -15,12 +15,16 @@ from hypothesis import strategies as st
 from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.exceptions import FeatureStoreError
 from reelrank.features import columns as cols
-from reelrank.features.cross import cross_features
-from serving.cross import ItemCrossInputs, user_cross_features
-from serving.features import SqliteUserFeatureReader
+from reelrank.features.cross import (
+    ItemCrossInputs,
+    UserCrossInputs,
+    cross_feature_matrix,
+    cross_features,
+)
+from serving.features import SqliteUserFeatureReader, _value, decode_scalar
 from serving.feedback import FeedbackLog, feedback_file
 from serving.timing import server_timing
-from serving.trees import CompiledTrees
+from serving.trees import CompiledTrees, PartialScorer
 
 values = st.one_of(st.just(np.nan), st.just(0.0), st.floats(0, 1), st.floats(-5, 5))
 
@@ -39,7 +43,7 @@ values = st.one_of(st.just(np.nan), st.just(0.0), st.floats(0, 1), st.floats(-5,
     ),
     other=st.lists(st.tuples(values, values), min_size=6, max_size=6),
 )
-def test_user_cross_features_equal_the_library_function(user, flags, other):
+def test_one_user_cross_features_equal_the_pairs_form(user, flags, other):
     n_items = len(flags)
     item_frame = pd.DataFrame(
         np.full((n_items, len(cols.ITEM_FEATURES)), 0.5), columns=list(cols.ITEM_FEATURES)
@@ -53,7 +57,9 @@ def test_user_cross_features_equal_the_library_function(user, flags, other):
     columns = np.arange(n_items)[::-1]
     pairs = pd.DataFrame({USER_ID: 7, ITEM_ID: item_frame.index.to_numpy()[columns]})
     expected = cross_features(user_frame, item_frame, pairs)[list(cols.CROSS_FEATURES)]
-    got = user_cross_features(user_row, ItemCrossInputs(item_frame), columns)
+    got = cross_feature_matrix(
+        UserCrossInputs.from_row(user_row), ItemCrossInputs(item_frame), columns
+    )
     np.testing.assert_array_equal(got, expected.to_numpy())
 
 
@@ -115,6 +121,123 @@ def test_compiled_trees_follow_categorical_splits():
     np.testing.assert_array_equal(
         compiled.predict(probe), model.booster_.predict(probe, raw_score=True)
     )
+
+
+def _partial_equals_full(compiled: CompiledTrees, X: np.ndarray, dynamic: np.ndarray) -> None:
+    partial = compiled.partial(dynamic)
+    assert isinstance(partial, PartialScorer)
+    static = partial.static_reach(X)
+    garbage = X.copy()  # static masks must not read the dynamic columns
+    garbage[:, dynamic[dynamic < X.shape[1]]] = np.float32(12345.0)
+    np.testing.assert_array_equal(partial.static_reach(garbage), static)
+    columns = np.ascontiguousarray(X[:, dynamic].T)
+    np.testing.assert_array_equal(partial.score(static, columns), compiled.predict(X))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), share=st.floats(0.0, 1.0))
+def test_partial_scores_equal_full_scores(fitted_model, seed, share):
+    """Static masks ahead of time + dynamic splits per request == the whole ensemble."""
+    booster = fitted_model.ranker_.booster_
+    compiled = CompiledTrees.from_booster(booster)
+    assert compiled is not None
+    rng = np.random.default_rng(seed)
+    n_features = booster.num_feature()
+    dynamic = np.flatnonzero(rng.random(n_features) < share)
+    X = rng.normal(0, 50, size=(64, n_features)).astype(np.float32)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[rng.random(X.shape) < 0.1] = 0.0
+    _partial_equals_full(compiled, X, dynamic)
+
+
+def test_partial_scores_with_wide_trees():
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 6))
+    y = X[:, 0] * X[:, 1] + np.nan_to_num(X[:, 2]) + (X[:, 3] > 0)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    model = lgb.LGBMRegressor(n_estimators=25, num_leaves=40, min_child_samples=5, verbose=-1)
+    compiled = CompiledTrees.from_booster(model.fit(X, y).booster_)
+    assert compiled is not None
+    assert compiled._leaf_by_mask is None  # > 8 leaves: the lowest-bit path
+    for dynamic in ([], [0], [1, 4], [0, 1, 2, 3, 4, 5]):
+        _partial_equals_full(compiled, X[:500].astype(np.float32), np.asarray(dynamic, dtype=int))
+
+
+def test_partial_scores_with_categorical_splits():
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(6)
+    X = np.column_stack(
+        [rng.integers(0, 12, 3000), rng.normal(size=3000), rng.integers(0, 5, 3000)]
+    ).astype(float)
+    y = np.isin(X[:, 0], [1, 4, 7]) + X[:, 1] + (X[:, 2] == 3)
+    X[rng.random(3000) < 0.1, 0] = np.nan
+    model = lgb.LGBMRegressor(n_estimators=20, verbose=-1, min_child_samples=5, cat_smooth=1)
+    compiled = CompiledTrees.from_booster(model.fit(X, y, categorical_feature=[0, 2]).booster_)
+    assert compiled is not None
+    assert len(compiled.categorical_split)
+    probe = X[:400].astype(np.float32)
+    probe[:20, 0] = [-3.0, 15.0, 1e12, 0.7, *([np.nan] * 16)]
+    for dynamic in ([0], [2], [1], [0, 2], []):
+        _partial_equals_full(compiled, probe, np.asarray(dynamic, dtype=int))
+
+
+def _feast_value(kind: str, number: float):
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    if kind == "none":
+        return Value()
+    if kind in {"int32_val", "int64_val", "unix_timestamp_val"}:
+        return Value(**{kind: int(number)})
+    if kind == "bool_val":
+        return Value(bool_val=number > 0)
+    return Value(**{kind: number})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(
+        [
+            "none",
+            "float_val",
+            "double_val",
+            "int32_val",
+            "int64_val",
+            "bool_val",
+            "unix_timestamp_val",
+        ]
+    ),
+    number=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True, width=32),
+        st.integers(-(2**31), 2**31 - 1).map(float),
+        st.integers(-(2**62), 2**62).map(float),
+    ),
+)
+def test_scalar_decoding_equals_protobuf(kind, number):
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    if kind == "int32_val":
+        number = float(np.clip(number, -(2**31), 2**31 - 1)) if np.isfinite(number) else 0.0
+    elif kind in {"int64_val", "unix_timestamp_val"} and not np.isfinite(number):
+        number = 0.0
+    payload = _feast_value(kind, number).SerializeToString()
+    parsed = Value()
+    parsed.ParseFromString(payload)
+    expected = _value(parsed)
+    got = decode_scalar(payload)
+    assert got is not None
+    np.testing.assert_array_equal(np.float64(got), np.float64(expected))
+
+
+def test_scalar_decoding_leaves_other_messages_to_protobuf():
+    from feast.protos.feast.types.Value_pb2 import DoubleList, Value
+
+    assert decode_scalar(Value(string_val="x").SerializeToString()) is None
+    listed = Value(double_list_val=DoubleList(val=[1.0, 2.0])).SerializeToString()
+    assert decode_scalar(listed) is None
+    assert decode_scalar(b"\x20\x80") is None  # truncated varint
 
 
 @pytest.fixture
@@ -191,3 +314,32 @@ def test_server_timing_header_format():
     assert server_timing({"retrieval": 0.00012, "ranking": 0.002}) == (
         "retrieval;dur=0.120, ranking;dur=2.000"
     )
+
+
+def test_json_bodies_equal_the_pydantic_schemas():
+    from serving.encoding import batch_json, recommendation_json
+    from serving.schemas import BatchRecommendationResponse, RecommendationResponse
+    from serving.service import Recommendation, RecommendedItem
+
+    results = [
+        Recommendation(
+            7,
+            [RecommendedItem(3, 0.25, 1, "Heat (1995)"), RecommendedItem(9, -1e-300, 2, None)],
+            "12",
+            None,
+            {"retrieval": 0.1},
+        ),
+        Recommendation(8, [], "12", "cold_start", {}),
+        Recommendation(9, [RecommendedItem(1, 2.0, 1, "Amélie")], "12", "degraded", {}),
+    ]
+    for result in results:
+        body = recommendation_json(result)
+        model = RecommendationResponse.model_validate_json(body)
+        assert model.model_dump_json().encode() == body or model == (
+            RecommendationResponse.model_validate_json(model.model_dump_json())
+        )
+        assert set(RecommendationResponse.model_fields) == set(model.model_dump())
+    batch = BatchRecommendationResponse.model_validate_json(batch_json(results, "12"))
+    assert [r.user_id for r in batch.results] == [7, 8, 9]
+    assert batch.results[0].items[1].title is None
+    assert batch.results[2].fallback == "degraded"

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from serving.api.deps import MetricsDep, ServiceDep, SettingsDep, StateDep
+from serving.api.deps import ServingDep
+from serving.encoding import batch_json, recommendation_json
 from serving.schemas import (
     MAX_GENRE_LENGTH,
     MAX_ID,
@@ -16,9 +17,7 @@ from serving.schemas import (
     BatchRecommendationResponse,
     ErrorResponse,
     RecommendationResponse,
-    RecommendedItem,
 )
-from serving.service import Recommendation
 from serving.timing import server_timing
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
@@ -30,24 +29,10 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def to_response(result: Recommendation) -> RecommendationResponse:
-    return RecommendationResponse(
-        user_id=result.user_id,
-        items=[
-            RecommendedItem(item_id=i.item_id, score=i.score, rank=i.rank, title=i.title)
-            for i in result.items
-        ],
-        model_version=result.model_version,
-        fallback=result.fallback,
-    )
-
-
 @router.get("/{user_id}", response_model=RecommendationResponse, responses=ERRORS)
 async def recommend_one(
     user_id: Annotated[int, Path(ge=0, le=MAX_ID, description="The user id.")],
-    state: StateDep,
-    service: ServiceDep,
-    metrics: MetricsDep,
+    serving: ServingDep,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="Items to return (1..100).")] = 10,
     exclude_seen: Annotated[
         bool, Query(description="Leave out items the user already watched.")
@@ -58,38 +43,31 @@ async def recommend_one(
     ] = None,
 ) -> Response:
     """Top ``k`` items for ``user_id`` (``fallback`` says when the answer is not personal)."""
-    result = service.recommend(user_id, k, exclude_seen, genre, state=state)
+    result = serving.service.recommend(user_id, k, exclude_seen, genre, state=serving.state)
     started = time.perf_counter()
-    body = to_response(result).model_dump_json()
+    body = recommendation_json(result)
     stages = {**result.stages, "serialisation": time.perf_counter() - started}
-    metrics.observe_stages(stages)
-    metrics.observe_fallback(result.fallback)
+    serving.metrics.observe_stages(stages)
+    serving.metrics.observe_fallback(result.fallback)
     return Response(body, media_type=JSON, headers={"Server-Timing": server_timing(stages)})
 
 
 @router.post("", response_model=BatchRecommendationResponse, responses=ERRORS)
-async def recommend_batch(
-    request: BatchRecommendationRequest,
-    state: StateDep,
-    service: ServiceDep,
-    metrics: MetricsDep,
-    settings: SettingsDep,
-) -> Response:
+async def recommend_batch(request: BatchRecommendationRequest, serving: ServingDep) -> Response:
     """Top ``k`` for each of up to ``REELRANK_MAX_BATCH_USERS`` users."""
-    if len(request.user_ids) > settings.max_batch_users:
+    state, metrics = serving.state, serving.metrics
+    if len(request.user_ids) > serving.settings.max_batch_users:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=f"batch of {len(request.user_ids)} users exceeds the limit of "
-            f"{settings.max_batch_users} (REELRANK_MAX_BATCH_USERS); split the request.",
+            f"{serving.settings.max_batch_users} (REELRANK_MAX_BATCH_USERS); split the request.",
         )
     results = [
-        service.recommend(user, request.k, request.exclude_seen, request.genre, state=state)
+        serving.service.recommend(user, request.k, request.exclude_seen, request.genre, state=state)
         for user in request.user_ids
     ]
     started = time.perf_counter()
-    body = BatchRecommendationResponse(
-        results=[to_response(r) for r in results], model_version=state.info.version
-    ).model_dump_json()
+    body = batch_json(results, state.info.version)
     stages: dict[str, float] = {}
     for result in results:
         metrics.observe_fallback(result.fallback)
