@@ -8,12 +8,14 @@ and no request ever sees a half-loaded model.
 The hot path (one user) mirrors ``Recommender.recommend`` stage by stage, in arrays:
 
 1. retrieval: ``retrieve_block`` over the model's in-memory sources (the candidate union
-   with every source's score and rank), memoised per state for repeat users;
+   with every source's score and rank), computed at load for every known user (other
+   variants on demand, kept in an LRU), together with the ranker's static tree masks;
 2. features: the user's stored row from the online store (deadline; on failure the
-   model's snapshot row and ``fallback="degraded"``), item rows from the per-state cache,
-   history length, and the cross features from the library's ``cross_features`` (the
-   function training uses);
-3. ranking: the model's ranker on the same feature matrix ``Recommender`` builds;
+   model's snapshot row and ``fallback="degraded"``) and the cross features from
+   ``reelrank.features.cross.cross_feature_matrix`` (the function training uses);
+3. ranking: the splits on those request-time features, combined with the candidates'
+   static masks (``serving.trees.PartialScorer``; bit-identical to scoring the matrix
+   ``Recommender`` builds), or the ranker on the full matrix when it is not compiled;
 4. the top ``k`` after the optional genre filter, with titles.
 """
 
@@ -44,7 +46,12 @@ from reelrank.features import columns as cols
 from reelrank.features.cross import ItemCrossInputs, UserCrossInputs, cross_feature_matrix
 from reelrank.models.recommender import HISTORY_LENGTH, RRF_K
 from reelrank.models.retrieval import RetrievedBlock, retrieve_block
-from serving.features import FeastUserFeatureReader, SqliteUserFeatureReader, UserFeatureReader
+from serving.features import (
+    FeastUserFeatureReader,
+    RedisUserFeatureReader,
+    SqliteUserFeatureReader,
+    UserFeatureReader,
+)
 from serving.trees import CompiledTrees, PartialScorer
 
 if TYPE_CHECKING:
@@ -299,7 +306,14 @@ def _feature_store_parts(
             f"{PROJECT}_{cols.USER_VIEW}",
             timeout_ms=settings.online_timeout_ms,
         )
-    else:
+    elif settings.online_store == "redis":
+        reader = RedisUserFeatureReader(
+            settings.redis_url,
+            PROJECT,
+            cols.USER_VIEW,
+            timeout_ms=settings.online_timeout_ms,
+        )
+    else:  # any other store Feast supports, through its SDK
         reader = FeastUserFeatureReader(
             FeastOnlineProvider(store, timeout_ms=settings.online_timeout_ms)
         )

@@ -69,5 +69,30 @@ def test_apply_materialize_and_read_back_from_redis(redis_settings: Settings, wo
         pd.testing.assert_frame_equal(
             online.item_features(item_ids, when), expected.item_features(item_ids, when)
         )
+        _direct_reader_equals_the_sdk(redis_settings, project, got_users)
     finally:
         store.teardown()  # removes this project's keys from Redis
+
+
+def _direct_reader_equals_the_sdk(settings: Settings, project: str, sdk: pd.DataFrame) -> None:
+    """The serving path's direct HMGET reader returns what Feast's SDK returns."""
+    import numpy as np
+
+    from reelrank.exceptions import FeatureStoreError
+    from serving.features import RedisUserFeatureReader
+
+    reader = RedisUserFeatureReader(settings.redis_url, project, cols.USER_VIEW, timeout_ms=2000)
+    try:
+        expected = sdk.reindex(columns=list(cols.USER_FEATURES))
+        for user_id, row in expected.iterrows():
+            np.testing.assert_array_equal(
+                reader.read(int(user_id)), row.to_numpy(dtype=np.float64, na_value=np.nan)
+            )
+        assert np.isnan(reader.read(10**12)).all()  # an unknown user: every feature NaN
+    finally:
+        reader.close()
+    unreachable = RedisUserFeatureReader(
+        "redis://127.0.0.1:1/0", project, cols.USER_VIEW, timeout_ms=200
+    )
+    with pytest.raises(FeatureStoreError, match="Redis failed"):
+        unreachable.read(1)
