@@ -29,7 +29,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
@@ -107,6 +107,33 @@ def decode_scalar(payload: bytes) -> float | None:
     return None
 
 
+def _decode(payload: bytes | None) -> float:
+    """One stored feature value: the scalar fast path, else protobuf; None -> NaN."""
+    if payload is None:
+        return float("nan")
+    value = decode_scalar(payload)
+    if value is None:
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        parsed = Value()
+        parsed.ParseFromString(payload)
+        value = _value(parsed)
+    return value
+
+
+def _user_key_serializer(version: int) -> Callable[[int], bytes]:
+    """Feast's serialised entity key of a user id (the key both online stores use)."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    def serialize(user_id: int) -> bytes:
+        key = EntityKey(join_keys=[USER_ID], entity_values=[Value(int64_val=user_id)])
+        return bytes(serialize_entity_key(key, entity_key_serialization_version=version))
+
+    return serialize
+
+
 class SqliteUserFeatureReader:
     """Direct reads of Feast's SQLite online store table for the user view.
 
@@ -126,19 +153,12 @@ class SqliteUserFeatureReader:
         timeout_ms: float = 50.0,
         key_serialization_version: int = 3,
     ) -> None:
-        from feast.infra.key_encoding_utils import serialize_entity_key
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-
         self.path = Path(path)
         self.table = table
         self.features = tuple(features)
         self.timeout_s = timeout_ms / 1000.0
         self._positions = {name: i for i, name in enumerate(self.features)}
-        self._serialize = serialize_entity_key
-        self._entity_key = EntityKey
-        self._value = Value
-        self._version = key_serialization_version
+        self._key = _user_key_serializer(key_serialization_version)
         self._local = threading.local()
         self._query = f'SELECT feature_name, value FROM "{table}" WHERE entity_key = ?'
 
@@ -182,8 +202,7 @@ class SqliteUserFeatureReader:
 
     def read(self, user_id: int) -> np.ndarray:
         conn, deadline = self._connection()
-        key = self._entity_key(join_keys=[USER_ID], entity_values=[self._value(int64_val=user_id)])
-        blob = self._serialize(key, entity_key_serialization_version=self._version)
+        blob = self._key(user_id)
         deadline[0] = time.perf_counter() + self.timeout_s
         try:
             rows = conn.execute(self._query, (blob,)).fetchall()
@@ -198,27 +217,11 @@ class SqliteUserFeatureReader:
         for name, payload in rows:
             position = positions.get(name)
             if position is not None:
-                value = decode_scalar(payload)
-                if value is None:
-                    parsed = self._value()
-                    parsed.ParseFromString(payload)
-                    value = _value(parsed)
-                out[position] = value
+                out[position] = _decode(payload)
         return out
 
     def close(self) -> None:
         self._drop()
-
-
-def _decode(payload: bytes | None, value_type: Any) -> float:
-    if payload is None:
-        return float("nan")
-    value = decode_scalar(payload)
-    if value is None:
-        parsed = value_type()
-        parsed.ParseFromString(payload)
-        value = _value(parsed)
-    return value
 
 
 class RedisUserFeatureReader:
@@ -248,19 +251,13 @@ class RedisUserFeatureReader:
         key_serialization_version: int = 3,
     ) -> None:
         import redis
-        from feast.infra.key_encoding_utils import serialize_entity_key
         from feast.infra.online_stores.helpers import _mmh3
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
 
         self.features = tuple(features)
         self.timeout_s = timeout_ms / 1000.0
         self._project = project.encode("utf-8")
         self._fields = [_mmh3(f"{view}:{name}") for name in self.features]
-        self._serialize = serialize_entity_key
-        self._entity_key = EntityKey
-        self._value = Value
-        self._version = key_serialization_version
+        self._key = _user_key_serializer(key_serialization_version)
         self._redis_errors = (redis.RedisError, OSError)
         self._client = redis.Redis.from_url(
             url,
@@ -270,8 +267,7 @@ class RedisUserFeatureReader:
         )
 
     def read(self, user_id: int) -> np.ndarray:
-        key = self._entity_key(join_keys=[USER_ID], entity_values=[self._value(int64_val=user_id)])
-        name = self._serialize(key, entity_key_serialization_version=self._version) + self._project
+        name = self._key(user_id) + self._project
         try:
             payloads = cast("list[bytes | None]", self._client.hmget(name, self._fields))  # type: ignore[arg-type]
         except self._redis_errors as error:
@@ -279,7 +275,7 @@ class RedisUserFeatureReader:
                 f"online feature read for user {user_id} from Redis failed or exceeded "
                 f"{self.timeout_s * 1000:.0f} ms: {error}"
             ) from error
-        return np.array([_decode(p, self._value) for p in payloads], dtype=np.float64)
+        return np.array([_decode(p) for p in payloads], dtype=np.float64)
 
     def close(self) -> None:
         self._client.close()

@@ -722,26 +722,22 @@ class RecommendationService:
 def feature_matrix(
     state: ModelState, block: RetrievedBlock, row: int, user_row: np.ndarray
 ) -> np.ndarray:
-    """The ranker's matrix, column for column as ``Recommender._features`` builds it."""
+    """The ranker's matrix, column for column as ``Recommender._features`` builds it (the
+    request-time columns are ``dynamic_columns``, so both scorers read the same values)."""
     assert state.item_matrix is not None
-    assert state.item_cross is not None
     matrix = state.recommender.interactions_
-    n_rows = len(block.rows)
     history = float(matrix.seen.indptr[row + 1] - matrix.seen.indptr[row]) if row >= 0 else 0.0
-    user_values = user_row[state.user_positions].astype(np.float32)
-    cross = cross_feature_matrix(
-        UserCrossInputs.from_row(user_row), state.item_cross, block.item_columns
-    )
-    width = block.features.shape[1] + 1 + len(user_values) + state.item_matrix.shape[1] + 4
-    X = np.empty((n_rows, width), dtype=np.float32)
+    dynamic = dynamic_columns(state, block, user_row)
+    n_user, n_item = len(state.user_positions), state.item_matrix.shape[1]
     at = block.features.shape[1]
+    X = np.empty((len(block.rows), at + 1 + n_user + n_item + len(dynamic) - n_user), np.float32)
     X[:, :at] = block.features
     X[:, at] = history
     at += 1
-    X[:, at : at + len(user_values)] = user_values
-    at += len(user_values)
-    X[:, at : at + state.item_matrix.shape[1]] = state.item_matrix[block.item_columns]
-    X[:, at + state.item_matrix.shape[1] :] = cross
+    X[:, at : at + n_user] = dynamic[:n_user].T
+    at += n_user
+    X[:, at : at + n_item] = state.item_matrix[block.item_columns]
+    X[:, at + n_item :] = dynamic[n_user:].T
     return X
 
 
