@@ -220,8 +220,8 @@ def test_scalar_decoding_equals_protobuf(kind, number):
 
     if kind == "int32_val":
         number = float(np.clip(number, -(2**31), 2**31 - 1)) if np.isfinite(number) else 0.0
-    elif kind in {"int64_val", "unix_timestamp_val"} and not np.isfinite(number):
-        number = 0.0
+    elif kind in {"int64_val", "unix_timestamp_val"}:  # within int64 (floats reach 3e38)
+        number = float(np.clip(number, -(2**62), 2**62)) if np.isfinite(number) else 0.0
     payload = _feast_value(kind, number).SerializeToString()
     parsed = Value()
     parsed.ParseFromString(payload)
