@@ -1,7 +1,15 @@
-"""Prometheus metrics of one app instance (its own registry, so apps never share counters)."""
+"""Prometheus metrics of one app instance (its own registry, so apps never share counters).
+
+With several uvicorn workers each process counts only what it served, and a scrape reaches
+one worker at random. ``reelrank serve --workers N`` (N > 1) therefore runs
+prometheus_client's multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` is set before the
+workers start, every worker's values live in files there, and ``/metrics`` aggregates them
+(counters and histograms summed over workers; the model-version gauge is the maximum).
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 from prometheus_client import (
@@ -43,6 +51,7 @@ STAGE_BUCKETS: Final = (
     0.1,
 )
 STAGES: Final = ("retrieval", "features", "ranking", "serialisation")
+MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ServingMetrics:
@@ -87,6 +96,7 @@ class ServingMetrics:
             "The model version being served (value 1 for the current one).",
             ("name", "version", "run_id"),
             registry=self.registry,
+            multiprocess_mode="max",
         )
         self.reloads = Counter(
             "reelrank_model_reloads",
@@ -121,10 +131,18 @@ class ServingMetrics:
 
     def set_model(self, name: str, version: str, run_id: str) -> None:
         if self._model_labels is not None:
+            # 0 first: in multiprocess mode the value outlives remove() in the worker's file.
+            self.model_info.labels(*self._model_labels).set(0)
             self.model_info.remove(*self._model_labels)
         self._model_labels = (name, version, run_id)
         self.model_info.labels(*self._model_labels).set(1)
 
     def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type."""
+        """The exposition text and its content type (every worker's, in multiprocess mode)."""
+        if os.environ.get(MULTIPROC_DIR):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

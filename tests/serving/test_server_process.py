@@ -156,3 +156,75 @@ def test_unreachable_online_store_degrades_without_5xx(server, champion, pipelin
         finally:
             moved.rename(store)
         assert client.get(f"/recommendations/{users[0]}").json()["fallback"] is None
+
+
+def test_metrics_add_up_over_workers(pipeline_store: Path, tmp_path: Path):
+    """With --workers 2, /metrics counts every worker's requests, whichever one answers."""
+    import re
+
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_999999.db").write_bytes(b"stale")  # wiped at start
+    port = free_port()
+    env = {
+        **os.environ,
+        "REELRANK_DATA_DIR": str(pipeline_store),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    for name in ("MLFLOW_TRACKING_URI", "REELRANK_MLFLOW_TRACKING_URI", "REELRANK_ONLINE_STORE"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reelrank.cli", "serve", "--port", str(port), "--workers", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        ready_pids: set[str] = set()
+        while len(ready_pids) < 2:  # both workers have loaded the model
+            assert process.poll() is None, "`reelrank serve --workers 2` exited"
+            assert time.monotonic() < deadline, "the workers did not load within 180 s"
+            ready_pids = {
+                p.stem.rsplit("_", 1)[1]
+                for p in metrics_dir.glob("gauge_max_*.db")
+                if p.stem != "counter_999999"
+            }
+            time.sleep(0.5)
+        assert not (metrics_dir / "counter_999999.db").exists()
+        n = 0
+        while len(_served_per_worker(metrics_dir)) < 2:  # until both workers answered some
+            assert n < 2000, "every request went to one worker"
+            # a new connection each: the kernel spreads them over the workers
+            assert httpx.get(f"{base}/recommendations/{n + 1}?k=3", timeout=30).status_code == 200
+            n += 1
+        assert sum(_served_per_worker(metrics_dir).values()) == n
+        pattern = re.compile(
+            r'reelrank_http_requests_total\{method="GET",'
+            r'route="/recommendations/\{user_id\}",status="200"\} (\S+)'
+        )
+        for _ in range(6):  # whichever worker answers the scrape
+            text = httpx.get(f"{base}/metrics", timeout=30).text
+            assert [float(v) for v in pattern.findall(text)] == [n]
+            assert 'reelrank_model_info{name="reelrank"' in text
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _served_per_worker(metrics_dir: Path) -> dict[str, float]:
+    """Recommendation requests counted in each worker's file (pid -> count, non-zero only)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    served: dict[str, float] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        for key, value, *_ in MmapedDict.read_all_values_from_file(str(path)):
+            if value and "reelrank_http_requests" in key and "/recommendations/{user_id}" in key:
+                pid = path.stem.rsplit("_", 1)[1]
+                served[pid] = served.get(pid, 0.0) + value
+    return served
