@@ -125,8 +125,14 @@ def parse_epoch_seconds(values: pd.Series) -> pd.Series:
         return _to_utc(values)
     seconds = parse_float(values)
     # Outside pandas' nanosecond range (about 1677-2262) -> invalid, not an overflow error.
-    seconds = seconds.where(seconds.abs() < 9.2e9)
-    return pd.to_datetime(seconds, unit="s", utc=True).astype("datetime64[ns, UTC]")
+    in_range = seconds.abs() < 9.2e9
+    # Only finite values go to pandas: pandas 2.3's float path leaves the slots of NaN
+    # inputs uninitialised and rounds them under errstate(over="raise"), so a NaN in
+    # the input can raise FloatingPointError depending on whatever was in memory.
+    ok = in_range.to_numpy()
+    stamps = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    stamps[ok] = pd.to_datetime(seconds.to_numpy()[ok], unit="s", utc=True).as_unit("ns")
+    return stamps
 
 
 def parse_date(date_format: str) -> Parser:

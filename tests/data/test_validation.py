@@ -119,6 +119,21 @@ def test_naive_timestamps_are_taken_as_utc() -> None:
     assert result.dataset.events[s.TIMESTAMP].iloc[0] == pd.Timestamp("2000-01-01", tz="UTC")
 
 
+@pytest.mark.parametrize("size", [1, 3, 13, 100])
+def test_missing_epoch_seconds_parse_whatever_is_in_memory(size: int) -> None:
+    # pandas 2.3 leaves the slots of NaN inputs uninitialised in its float-to-datetime
+    # path and rounds them under errstate(over="raise"). Freed arrays of huge values
+    # are what numpy hands out next, which made that path raise FloatingPointError
+    # (CI failed on it once); the parser must not depend on leftover memory.
+    values = pd.Series(["", "nan", "soon", "881250949"] * size, dtype=object)
+    poison = [np.full(len(values), 1e300) for _ in range(8)]
+    del poison
+    parsed = v.parse_epoch_seconds(values)
+    assert str(parsed.dtype) == "datetime64[ns, UTC]"
+    assert parsed.isna().sum() == 3 * size
+    assert (parsed.dropna() == pd.Timestamp(881250949, unit="s", tz="UTC")).all()
+
+
 def test_items_with_unknown_genre_or_duplicate_key_are_quarantined() -> None:
     items = _items([1, 2, 2, 3])
     items[s.GENRES] = [["Drama"], ["Drama"], ["Drama"], ["Drama", "Cooking"]]
