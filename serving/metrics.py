@@ -5,6 +5,11 @@ one worker at random. ``reelrank serve --workers N`` (N > 1) therefore runs
 prometheus_client's multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` is set before the
 workers start, every worker's values live in files there, and ``/metrics`` aggregates them
 (counters and histograms summed over workers; the model-version gauge is the maximum).
+
+Whether ``/metrics`` aggregates files is decided by our own marker,
+``REELRANK_METRICS_MULTIPROC_DIR``, never by ``PROMETHEUS_MULTIPROC_DIR`` alone: importing
+Feast sets that variable to a temporary directory of its own in every process, and a single
+worker that trusted it rendered an empty ``/metrics``.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ STAGE_BUCKETS: Final = (
 )
 STAGES: Final = ("retrieval", "features", "ranking", "serialisation")
 MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
+"""Where prometheus_client keeps multiprocess values (read when it is imported)."""
+OUR_MULTIPROC_DIR: Final = "REELRANK_METRICS_MULTIPROC_DIR"
+"""Set by ``reelrank serve --workers N`` (N > 1): render every worker's files from there."""
 
 
 class ServingMetrics:
@@ -139,10 +147,11 @@ class ServingMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type (every worker's, in multiprocess mode)."""
-        if os.environ.get(MULTIPROC_DIR):
+        directory = os.environ.get(OUR_MULTIPROC_DIR)
+        if directory:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry, path=directory)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

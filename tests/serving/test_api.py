@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -128,6 +129,19 @@ def test_server_timing_and_metrics(client, fitted_model):
     assert 'route="/recommendations/{user_id}",status="422"' in text
     assert 'reelrank_stage_duration_seconds_count{stage="ranking"} ' in text
     assert 'reelrank_model_info{name="reelrank",run_id="run-1",version="1"} 1.0' in text
+
+
+def test_metrics_ignore_the_multiprocess_directory_feast_sets(client, fitted_model, tmp_path):
+    """Importing Feast sets PROMETHEUS_MULTIPROC_DIR to a directory of its own; a single
+    worker must still render its own registry (it used to render that empty directory)."""
+    import feast  # noqa: F401  (what a serving process imports to read the online store)
+
+    assert os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # empty, like Feast's
+        client.get(f"/recommendations/{known_users(fitted_model)[0]}")
+        text = client.get("/metrics").text
+    assert 'reelrank_http_requests_total{method="GET",route="/recommendations/{user_id}"' in text
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -21,6 +22,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group
 API_KEY = "integration-test-key-0123"
 
 
+ENV_OF_THIS_PROCESS = (
+    "MLFLOW_TRACKING_URI",
+    "REELRANK_MLFLOW_TRACKING_URI",
+    "REELRANK_ONLINE_STORE",
+    # Importing Feast (this test process did) sets these; a server started from a shell
+    # does not inherit them.
+    "PROMETHEUS_MULTIPROC_DIR",
+    "PROMETHEUS_MULTIPROCESS_DIR",
+    "REELRANK_METRICS_MULTIPROC_DIR",
+)
+
+
 @pytest.fixture(scope="module")
 def server(pipeline_store: Path) -> Iterator[str]:
     port = free_port()
@@ -30,7 +43,7 @@ def server(pipeline_store: Path) -> Iterator[str]:
         "REELRANK_API_KEY": API_KEY,
         "REELRANK_ONLINE_TIMEOUT_MS": "200",
     }
-    for name in ("MLFLOW_TRACKING_URI", "REELRANK_MLFLOW_TRACKING_URI", "REELRANK_ONLINE_STORE"):
+    for name in (*ENV_OF_THIS_PROCESS, "REELRANK_METRICS_DIR"):
         env.pop(name, None)
     process = subprocess.Popen(
         [sys.executable, "-m", "reelrank.cli", "serve", "--port", str(port)],
@@ -105,6 +118,13 @@ def test_every_route_and_parity_with_the_recommender(server, champion, pipeline_
         metrics = client.get("/metrics").text
         assert "reelrank_stage_duration_seconds_bucket" in metrics
         assert "reelrank_model_info" in metrics
+        served = re.search(
+            r'reelrank_http_requests_total\{method="GET",'
+            r'route="/recommendations/\{user_id\}",status="200"\} (\S+)',
+            metrics,
+        )
+        assert served is not None, "a single worker's /metrics lacks its own requests"
+        assert float(served.group(1)) >= len(users) + 1
         assert client.get("/docs").status_code == 200
 
 
@@ -160,7 +180,6 @@ def test_unreachable_online_store_degrades_without_5xx(server, champion, pipelin
 
 def test_metrics_add_up_over_workers(pipeline_store: Path, tmp_path: Path):
     """With --workers 2, /metrics counts every worker's requests, whichever one answers."""
-    import re
 
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -169,9 +188,9 @@ def test_metrics_add_up_over_workers(pipeline_store: Path, tmp_path: Path):
     env = {
         **os.environ,
         "REELRANK_DATA_DIR": str(pipeline_store),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "REELRANK_METRICS_DIR": str(metrics_dir),
     }
-    for name in ("MLFLOW_TRACKING_URI", "REELRANK_MLFLOW_TRACKING_URI", "REELRANK_ONLINE_STORE"):
+    for name in ENV_OF_THIS_PROCESS:
         env.pop(name, None)
     process = subprocess.Popen(
         [sys.executable, "-m", "reelrank.cli", "serve", "--port", str(port), "--workers", "2"],
