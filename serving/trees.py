@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numba
 import numpy as np
 
 MAX_LEAVES: Final = 64
@@ -225,6 +226,14 @@ class CompiledTrees:
         leaf = np.log2(lowest.astype(np.float64)).astype(np.int64)
         return np.asarray(self._leaf_flat.take(self._leaf_offsets + leaf).sum(axis=0))  # type: ignore[attr-defined]
 
+    def leaf_by_mask_table(self) -> np.ndarray:
+        """``(n_trees, 256)`` exit-leaf values by reachable mask (up to 8 leaves per tree),
+        else an empty ``(0, 0)`` table."""
+        by_mask = self._leaf_by_mask  # type: ignore[attr-defined]
+        if by_mask is None:
+            return np.zeros((0, 0), dtype=np.float64)
+        return np.ascontiguousarray(by_mask.reshape(-1, 256))
+
     def partial(self, dynamic_features: Sequence[int] | np.ndarray) -> PartialScorer:
         """A scorer that evaluates the splits on every other feature ahead of time.
 
@@ -314,15 +323,38 @@ class PartialScorer:
     A tree's exit leaf is the lowest bit of the AND of its splits' masks, and AND does not
     care about order: the masks of the static splits (retrieval scores, history, item
     features) are combined once per (user, candidate) by :meth:`static_reach`, and a request
-    only evaluates the few splits on its dynamic features (:meth:`score`). The result is
-    bit-identical to :meth:`CompiledTrees.predict` on the full matrix
-    (``tests/serving/test_parts.py``).
+    only evaluates the few splits on its dynamic features (:meth:`score`), in a compiled
+    loop (numba): at ~50 splits and ~150 candidates, a dozen numpy calls cost more in call
+    overhead than in arithmetic. Trees are summed one after the other in tree order, as
+    LightGBM does, so the result is bit-identical to ``Booster.predict(raw_score=True)``
+    and to :meth:`CompiledTrees.predict` on the full matrix (``tests/serving/test_parts.py``).
     """
 
     trees: CompiledTrees
     dynamic_features: np.ndarray
     static: _SplitSet
     dynamic: _SplitSet
+
+    def __post_init__(self) -> None:
+        dynamic = self.dynamic
+        n_splits = len(dynamic.gather)
+        tree = np.zeros(n_splits, dtype=np.int64)
+        for t, row in enumerate(dynamic.slot):
+            tree[row[row < n_splits]] = t
+        categorical_row = np.full(n_splits, -1, dtype=np.int64)
+        categorical_row[dynamic.categorical] = np.arange(len(dynamic.categorical))
+        kernel = _DynamicSplits(
+            column=dynamic.gather % max(dynamic.n_columns, 1),
+            nan_right=dynamic.gather >= dynamic.n_columns,
+            threshold=dynamic.threshold[:, 0].astype(np.float32),
+            keep=(dynamic.ones ^ dynamic.left_bits[:, 0]).astype(dynamic.dtype),
+            tree=tree,
+            categorical_row=categorical_row,
+            categorical_left=np.ascontiguousarray(dynamic.categorical_left),
+            leaf_value=np.ascontiguousarray(self.trees.leaf_value),
+            by_mask=self.trees.leaf_by_mask_table(),
+        )
+        object.__setattr__(self, "_kernel", kernel)
 
     def static_reach(self, X: np.ndarray) -> np.ndarray:
         """``(n_trees, rows)`` masks of the static splits for a full feature matrix (the
@@ -333,8 +365,102 @@ class PartialScorer:
     def score(self, static_reach: np.ndarray, dynamic_columns: np.ndarray) -> np.ndarray:
         """Raw scores from the static masks and the dynamic features as a
         ``(len(dynamic_features), rows)`` float32 matrix."""
+        k: _DynamicSplits = self._kernel  # type: ignore[attr-defined]
+        out = np.empty(static_reach.shape[1], dtype=np.float64)
+        _score_dynamic(
+            np.ascontiguousarray(static_reach),
+            np.ascontiguousarray(dynamic_columns, dtype=np.float32),
+            k.column,
+            k.nan_right,
+            k.threshold,
+            k.keep,
+            k.tree,
+            k.categorical_row,
+            k.categorical_left,
+            k.leaf_value,
+            k.by_mask,
+            out,
+        )
+        return out
+
+    def score_numpy(self, static_reach: np.ndarray, dynamic_columns: np.ndarray) -> np.ndarray:
+        """:meth:`score` in numpy (the reference the compiled loop is tested against)."""
         dynamic = self.dynamic.reach(self.dynamic.goes_right(dynamic_columns))
         return self.trees.leaf_sum(np.bitwise_and(static_reach, dynamic))
+
+
+@dataclass(frozen=True)
+class _DynamicSplits:
+    """The dynamic splits as flat arrays for :func:`_score_dynamic`.
+
+    Attributes:
+        column: the input row (dynamic feature) each split reads.
+        nan_right: a NaN goes right.
+        threshold: float32 threshold (``x > threshold`` goes right).
+        keep: the tree's reachable-leaf mask after going right (left subtree cleared).
+        tree: the tree each split belongs to.
+        categorical_row: row of ``categorical_left`` (-1: a numerical split).
+        categorical_left: ``(n_categorical, max_category + 1)`` membership table.
+        leaf_value: ``(n_trees, max_leaves)``.
+        by_mask: ``(n_trees, 256)`` exit-leaf value per reachable mask for trees of up to
+            8 leaves; ``(0, 0)`` for wider trees (the loop finds the lowest bit).
+    """
+
+    column: np.ndarray
+    nan_right: np.ndarray
+    threshold: np.ndarray
+    keep: np.ndarray
+    tree: np.ndarray
+    categorical_row: np.ndarray
+    categorical_left: np.ndarray
+    leaf_value: np.ndarray
+    by_mask: np.ndarray
+
+
+@numba.njit(nogil=True)
+def _score_dynamic(
+    static_reach: np.ndarray,
+    columns: np.ndarray,
+    column: np.ndarray,
+    nan_right: np.ndarray,
+    threshold: np.ndarray,
+    keep: np.ndarray,
+    tree: np.ndarray,
+    categorical_row: np.ndarray,
+    categorical_left: np.ndarray,
+    leaf_value: np.ndarray,
+    by_mask: np.ndarray,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled; tested through PartialScorer.score
+    n_trees, n_rows = static_reach.shape
+    n_categories = categorical_left.shape[1]
+    reach = static_reach.copy()
+    for s in range(column.shape[0]):
+        c, t, k = column[s], tree[s], categorical_row[s]
+        for r in range(n_rows):
+            x = columns[c, r]
+            if k >= 0:  # LightGBM's CategoricalDecision: int(x) in the set goes left
+                right = True
+                if not np.isnan(x) and x > -1.0 and x < n_categories:
+                    right = not categorical_left[k, int(x)]
+            elif np.isnan(x):
+                right = nan_right[s]
+            else:
+                right = x > threshold[s]
+            if right:
+                reach[t, r] &= keep[s]
+    out[:] = 0.0
+    for t in range(n_trees):  # every row adds its trees' leaves in tree order, like LightGBM
+        if by_mask.shape[0]:  # up to 8 leaves: (tree, reachable mask) -> exit-leaf value
+            for r in range(n_rows):
+                out[r] += by_mask[t, reach[t, r]]
+        else:
+            for r in range(n_rows):
+                mask = reach[t, r]
+                leaf = 0
+                while not (mask >> leaf) & 1:  # the exit leaf: the lowest bit left
+                    leaf += 1
+                out[r] += leaf_value[t, leaf]
 
 
 def _lowest_bit_table() -> np.ndarray:

@@ -131,7 +131,13 @@ def _partial_equals_full(compiled: CompiledTrees, X: np.ndarray, dynamic: np.nda
     garbage[:, dynamic[dynamic < X.shape[1]]] = np.float32(12345.0)
     np.testing.assert_array_equal(partial.static_reach(garbage), static)
     columns = np.ascontiguousarray(X[:, dynamic].T)
-    np.testing.assert_array_equal(partial.score(static, columns), compiled.predict(X))
+    scores = partial.score(static, columns)
+    np.testing.assert_array_equal(scores, compiled.predict(X))
+    np.testing.assert_array_equal(scores, partial.score_numpy(static, columns))
+    for row in (0, len(X) - 1):  # one candidate: still summed tree after tree
+        np.testing.assert_array_equal(
+            partial.score(static[:, row : row + 1], columns[:, row : row + 1]), scores[row]
+        )
 
 
 @settings(max_examples=25, deadline=None)
@@ -148,6 +154,25 @@ def test_partial_scores_equal_full_scores(fitted_model, seed, share):
     X[rng.random(X.shape) < 0.2] = np.nan
     X[rng.random(X.shape) < 0.1] = 0.0
     _partial_equals_full(compiled, X, dynamic)
+
+
+def test_partial_scores_equal_lightgbm_row_by_row(fitted_model):
+    """The compiled loop sums trees in LightGBM's order, for any number of candidates."""
+    booster = fitted_model.ranker_.booster_
+    compiled = CompiledTrees.from_booster(booster)
+    assert compiled is not None
+    rng = np.random.default_rng(11)
+    n_features = booster.num_feature()
+    dynamic = np.flatnonzero(rng.random(n_features) < 0.4)
+    partial = compiled.partial(dynamic)
+    X = rng.normal(0, 50, size=(40, n_features)).astype(np.float32)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    static = partial.static_reach(X)
+    columns = np.ascontiguousarray(X[:, dynamic].T)
+    expected = booster.predict(X, raw_score=True, num_threads=1)
+    for size in (1, 2, 7, 40):
+        got = partial.score(static[:, :size], columns[:, :size])
+        np.testing.assert_array_equal(got, expected[:size])
 
 
 def test_partial_scores_with_wide_trees():
