@@ -14,8 +14,9 @@ The hot path (one user) mirrors ``Recommender.recommend`` stage by stage, in arr
    model's snapshot row and ``fallback="degraded"``) and the cross features from
    ``reelrank.features.cross.cross_feature_matrix`` (the function training uses);
 3. ranking: the splits on those request-time features, combined with the candidates'
-   static masks (``serving.trees.PartialScorer``; bit-identical to scoring the matrix
-   ``Recommender`` builds), or the ranker on the full matrix when it is not compiled;
+   static masks in a compiled loop (``serving.trees.PartialScorer``; bit-identical to
+   scoring the matrix ``Recommender`` builds), or the ranker on the full matrix when it
+   is not compiled;
 4. the top ``k`` after the optional genre filter, with titles.
 """
 

@@ -1,10 +1,13 @@
-"""Request-time user x item features: one numpy core, called by training and serving.
+"""Request-time user x item features: one compiled core, called by training and serving.
 
 :func:`cross_feature_matrix` computes the four cross features from array inputs; training
 calls it through :func:`cross_features` (frames of pairs), the serving hot path calls it
 with one user's row against the candidates' rows of an :class:`ItemCrossInputs` prepared
-once per model load. Same function, same operations, so the values are bit-identical
-(``tests/serving/test_parts.py`` checks it) and there is no training/serving skew.
+once per model load. Same function, so there is no training/serving skew
+(``tests/serving/test_parts.py``). It is a numba loop (a dozen numpy calls per request
+cost more in call overhead than in arithmetic) that adds in numpy's order: its values are
+bit-identical to the array expressions of :func:`cross_feature_matrix_numpy`, the
+readable definition (``tests/features/test_cross_and_providers.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -148,11 +152,133 @@ def cross_feature_matrix(
 ) -> np.ndarray:
     """``(n, 4)`` float64 in ``CROSS_FEATURES`` order.
 
+    A compiled loop (numba): serving calls this for one user and ~150 candidates on every
+    request, where a dozen numpy calls cost more in call overhead than in arithmetic. It
+    adds the genre products in numpy's pairwise order, so the values are bit-identical to
+    the array expressions of :func:`cross_feature_matrix_numpy` (``tests/features``).
+
     Args:
         users: the user side, one row per pair or one user for every row.
         items: the item side.
         item_rows: rows of ``items`` to pair with (default: every row, in order).
     """
+    rows = (
+        np.arange(len(items), dtype=np.int64)
+        if item_rows is None
+        else np.asarray(item_rows, dtype=np.int64)
+    )
+    shares = np.atleast_2d(np.asarray(users.shares, dtype=np.float64))
+    if shares.shape[1] != items.flags.shape[1] or shares.shape[1] > _PAIRWISE_BLOCK:
+        raise ValidationError(
+            f"cross features: {shares.shape[1]} user genre shares for "
+            f"{items.flags.shape[1]} item genres (at most {_PAIRWISE_BLOCK}); build both "
+            "sides from the same genre list (reelrank.features.columns)."
+        )
+    rating_mean = np.atleast_1d(np.asarray(users.rating_mean, dtype=np.float64))
+    log_pop = np.atleast_1d(np.asarray(users.log_pop, dtype=np.float64))
+    if not (len(shares) == len(rating_mean) == len(log_pop) and len(shares) in (1, len(rows))):
+        raise ValidationError(
+            f"cross features: {len(shares)} user rows for {len(rows)} pairs; pass one user "
+            "or one row per pair."
+        )
+    out = np.empty((len(rows), 4), dtype=np.float64)
+    _cross_loop(
+        items.flags,
+        items.n_genres,
+        items.has_flag,
+        items.no_affinity,
+        items.rating_mean_bayes,
+        items.log_pop_30d,
+        rows,
+        np.ascontiguousarray(shares),
+        rating_mean,
+        log_pop,
+        out,
+    )
+    return out
+
+
+_PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE: up to here its sum is one unrolled block
+
+
+@numba.njit(nogil=True, error_model="numpy")
+def _pairwise_sum(values: np.ndarray) -> float:  # pragma: no cover - compiled
+    """numpy's pairwise summation of a contiguous float64 vector of up to 128 values
+    (``pairwise_sum`` in numpy/_core/src/umath/loops_utils.h.src)."""
+    n = values.shape[0]
+    if n < 8:
+        total = -0.0
+        for i in range(n):
+            total += values[i]
+        return total
+    r0, r1, r2, r3 = values[0], values[1], values[2], values[3]
+    r4, r5, r6, r7 = values[4], values[5], values[6], values[7]
+    i = 8
+    while i < n - n % 8:
+        r0 += values[i]
+        r1 += values[i + 1]
+        r2 += values[i + 2]
+        r3 += values[i + 3]
+        r4 += values[i + 4]
+        r5 += values[i + 5]
+        r6 += values[i + 6]
+        r7 += values[i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        total += values[i]
+        i += 1
+    return total
+
+
+@numba.njit(nogil=True, error_model="numpy")
+def _cross_loop(
+    flags: np.ndarray,
+    n_genres: np.ndarray,
+    has_flag: np.ndarray,
+    no_affinity: np.ndarray,
+    bayes: np.ndarray,
+    item_log_pop: np.ndarray,
+    rows: np.ndarray,
+    shares: np.ndarray,
+    rating_mean: np.ndarray,
+    user_log_pop: np.ndarray,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled; tested against cross_feature_matrix_numpy
+    n_genres_total = shares.shape[1]
+    one_user = shares.shape[0] == 1
+    products = np.empty(n_genres_total, dtype=np.float64)
+    user_invalid = np.zeros(shares.shape[0], dtype=np.bool_)
+    for u in range(shares.shape[0]):
+        for g in range(n_genres_total):
+            if np.isnan(shares[u, g]):
+                user_invalid[u] = True
+    for p in range(rows.shape[0]):
+        i = rows[p]
+        u = 0 if one_user else p
+        for g in range(n_genres_total):
+            products[g] = flags[i, g] * shares[u, g]
+        best = -np.inf  # (a NaN share makes the user invalid: no NaN reaches the max)
+        for g in range(n_genres_total):
+            if has_flag[i, g] and shares[u, g] > best:
+                best = shares[u, g]
+        if no_affinity[i] or user_invalid[u]:
+            out[p, 0] = np.nan
+            out[p, 1] = np.nan
+        else:
+            out[p, 0] = _pairwise_sum(products) / n_genres[i]
+            out[p, 1] = best
+        out[p, 2] = abs(rating_mean[u] - bayes[i])
+        out[p, 3] = item_log_pop[i] - user_log_pop[u]
+
+
+def cross_feature_matrix_numpy(
+    users: UserCrossInputs,
+    items: ItemCrossInputs,
+    item_rows: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`cross_feature_matrix` as numpy array expressions: the definition the
+    compiled loop is tested against."""
     if item_rows is None:
         flags, n_genres, has_flag = items.flags, items.n_genres, items.has_flag
         no_affinity, bayes, log_pop = items.no_affinity, items.rating_mean_bayes, items.log_pop_30d

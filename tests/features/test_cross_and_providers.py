@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reelrank.data.schema import EVENT_TIMESTAMP, ITEM_ID, USER_ID
 from reelrank.exceptions import ValidationError
@@ -18,6 +20,12 @@ from reelrank.features import (
     cross_features,
 )
 from reelrank.features import columns as cols
+from reelrank.features.cross import (
+    ItemCrossInputs,
+    UserCrossInputs,
+    cross_feature_matrix,
+    cross_feature_matrix_numpy,
+)
 from reelrank.features.provider import FeatureProvider
 from tests.features.conftest import World
 
@@ -110,4 +118,57 @@ def test_join_matches_single_time_lookups(provider: InMemoryFeatureProvider):
         )
         np.testing.assert_array_equal(
             joined.loc[row, list(ITEM_FEATURES)].to_numpy(float), items.iloc[0].to_numpy()
+        )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_items=st.integers(1, 40),
+    one_user=st.booleans(),
+    nan_share=st.sampled_from([0.0, 0.05, 0.3]),
+    scale=st.sampled_from([1e-6, 1.0, 1e6]),
+)
+def test_compiled_cross_features_equal_the_numpy_definition(
+    seed: int, n_items: int, one_user: bool, nan_share: float, scale: float
+) -> None:
+    """Bit for bit, NaN for NaN: the loop adds the genre products in numpy's order."""
+    rng = np.random.default_rng(seed)
+    n_genres = len(cols.ITEM_GENRE)
+    flags = (rng.random((n_items, n_genres)) < 0.2).astype(float)
+    flags[rng.random(flags.shape) < nan_share / 3] = np.nan
+    items = pd.DataFrame(flags, columns=list(cols.ITEM_GENRE))
+    items[cols.ITEM_RATING_MEAN_BAYES] = rng.normal(3.5, 1.0, n_items)
+    items[cols.ITEM_LOG_POP_30D] = rng.normal(2.0, 2.0, n_items)
+    items[items.columns[-2:]] = items[items.columns[-2:]].mask(rng.random((n_items, 2)) < nan_share)
+    item_inputs = ItemCrossInputs(items)
+    n_users = 1 if one_user else 2 * n_items
+    shares = rng.random((n_users, n_genres)) * scale * (rng.random((n_users, n_genres)) < 0.6)
+    shares[rng.random(shares.shape) < nan_share / 10] = np.nan
+    means = rng.normal(3.5, 1.0, (2, n_users))
+    means[rng.random(means.shape) < nan_share] = np.nan
+    rows = rng.integers(0, n_items, n_users if not one_user else 3 * n_items)
+    if one_user:
+        users = UserCrossInputs(shares[0], float(means[0, 0]), float(means[1, 0]))
+    else:
+        users = UserCrossInputs(shares, means[0], means[1])
+    np.testing.assert_array_equal(
+        cross_feature_matrix(users, item_inputs, rows),
+        cross_feature_matrix_numpy(users, item_inputs, rows),
+    )
+    if not one_user and n_users == n_items:  # every item in order (item_rows=None)
+        np.testing.assert_array_equal(
+            cross_feature_matrix(users, item_inputs),
+            cross_feature_matrix_numpy(users, item_inputs),
+        )
+
+
+def test_cross_features_refuse_mismatched_sides() -> None:
+    items = ItemCrossInputs(pd.DataFrame({c: [1.0, 0.0] for c in cols.ITEM_GENRE}))
+    shares = np.full(len(cols.ITEM_GENRE), 0.1)
+    with pytest.raises(ValidationError, match="user genre shares"):
+        cross_feature_matrix(UserCrossInputs(shares[:-1], 3.0, 1.0), items)
+    with pytest.raises(ValidationError, match="user rows for"):
+        cross_feature_matrix(
+            UserCrossInputs(np.vstack([shares] * 3), np.ones(3), np.ones(3)), items, [0, 1]
         )
