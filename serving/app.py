@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelrank.config import Settings, get_settings
-from serving.api.main import api_router
+from serving.api.main import ROUTERS
 from serving.feedback import FeedbackLog
 from serving.metrics import ServingMetrics
 from serving.service import ModelState, RecommendationService, ServiceUnavailableError
@@ -89,7 +89,8 @@ def create_app(
     app.state.metrics = metrics
     app.state.service = service
     app.state.feedback = FeedbackLog(settings.feedback_path)
-    app.include_router(api_router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     @app.exception_handler(ServiceUnavailableError)
