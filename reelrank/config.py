@@ -74,6 +74,13 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="Feature-fetch budget before degrading."
     )
     max_batch_users: int = Field(default=100, ge=1, le=10_000)
+    precomputed_users: int = Field(
+        default=10_000,
+        ge=0,
+        description="Users whose candidates are retrieved and prepared at model load, most "
+        "active first (about 25 KB each); the others on their first request, then kept in an "
+        "LRU.",
+    )
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -247,14 +247,25 @@ COLD_USER_KEY: Final = -1
 
 
 def precompute_retrieval(
-    recommender: Recommender, chunk: int = 1024
+    recommender: Recommender, max_users: int | None = None, chunk: int = 1024
 ) -> dict[CacheKey, RetrievedBlock]:
-    """The default request's candidates (``n_candidates``, unseen) for every known user
-    and for unknown users, computed in batches at load: the in-memory candidate index."""
+    """The default request's candidates (``n_candidates``, unseen) for known users and for
+    unknown users, computed in batches at load: the in-memory candidate index.
+
+    Args:
+        recommender: the fitted model.
+        max_users: at most this many known users, those with the longest histories (the
+            most active, most likely to come back); None: every known user.
+        chunk: users per retrieval batch.
+    """
     matrix = recommender.interactions_
     n = recommender.n_candidates
     index: dict[CacheKey, RetrievedBlock] = {}
     user_ids = matrix.user_ids
+    if max_users is not None and max_users < len(user_ids):
+        history = np.diff(matrix.seen.indptr)
+        most_active = np.argsort(-history, kind="stable")[:max_users]
+        user_ids = user_ids[np.sort(most_active)]
     for start in range(0, len(user_ids), chunk):
         ids = user_ids[start : start + chunk]
         block = retrieve_block(recommender.sources_, matrix, ids, n, True)
@@ -412,7 +423,7 @@ def build_state(
             else None
         ),
     )
-    blocks = precompute_retrieval(recommender)
+    blocks = precompute_retrieval(recommender, max_users=settings.precomputed_users)
     if not _partial_scores_agree(state, blocks):
         logger.warning("partial tree scores disagree with the full scorer; not using them")
         state = dataclasses.replace(state, partial=None)

@@ -18,7 +18,7 @@ from reelrank.exceptions import ModelNotFoundError
 from serving.api.deps import Serving, get_serving
 from serving.app import create_app
 from serving.feedback import read_feedback
-from serving.service import ServiceUnavailableError
+from serving.service import RecommendationService, ServiceUnavailableError
 from tests.serving.conftest import FakeUserReader, make_state
 
 API_KEY = "a-long-enough-test-key"
@@ -372,3 +372,33 @@ def test_ranking_uses_the_partial_tree_scorer(client, fitted_model):
         state.partial.static.slot.shape[0],
         len(candidates.block.rows),
     )
+
+
+def test_users_beyond_the_precomputed_ones_are_prepared_on_first_request(
+    fitted_model, serving_settings, reader
+):
+    """REELRANK_PRECOMPUTED_USERS bounds the memory of the load: the most active users are
+    prepared then, the others on their first request, with the same answer."""
+    full = make_state(fitted_model, serving_settings, reader=reader)
+    capped_settings = serving_settings.model_copy(update={"precomputed_users": 3})
+    capped = make_state(fitted_model, capped_settings, reader=reader)
+    n = fitted_model.n_candidates
+    pinned = {key[0] for key in capped.retrieval_cache._pinned}
+    history = np.diff(fitted_model.interactions_.seen.indptr)
+    most_active = fitted_model.interactions_.user_ids[np.argsort(-history, kind="stable")[:3]]
+    assert pinned == {*most_active.tolist(), -1}  # and the unknown users' block
+    assert len(full.retrieval_cache._pinned) == len(fitted_model.interactions_.user_ids) + 1
+
+    service = RecommendationService(capped_settings, loader=lambda _: capped)
+    full_service = RecommendationService(serving_settings, loader=lambda _: full)
+    service.load()
+    full_service.load()
+    users = known_users(fitted_model, 12)
+    assert set(users) - pinned
+    for user in users:
+        got = service.recommend(user, 10)
+        expected = full_service.recommend(user, 10)
+        assert [(i.item_id, i.score) for i in got.items] == [
+            (i.item_id, i.score) for i in expected.items
+        ]
+        assert capped.retrieval_cache.get((user, n, True)) is not None  # kept after
