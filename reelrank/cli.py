@@ -390,14 +390,19 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the registry's champion over HTTP (FastAPI + uvicorn); defaults from settings."""
+    from reelrank.exceptions import ReelRankError
     from serving.server import run_server
 
     settings = get_settings()
-    run_server(
-        host=host or settings.api_host,
-        port=port or settings.api_port,
-        workers=workers or settings.api_workers,
-    )
+    try:
+        run_server(
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            workers=workers or settings.api_workers,
+            metrics_dir=settings.metrics_dir,
+        )
+    except ReelRankError as error:
+        raise _fail(error) from error
 
 
 @app.command()

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="Feature-fetch budget before degrading."
     )
     max_batch_users: int = Field(default=100, ge=1, le=10_000)
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Directory for the API workers' Prometheus files when it runs more than "
+        "one (emptied of them at start); default: a temporary directory.",
+    )
     precomputed_users: int = Field(
         default=10_000,
         ge=0,

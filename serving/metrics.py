@@ -2,14 +2,16 @@
 
 With several uvicorn workers each process counts only what it served, and a scrape reaches
 one worker at random. ``reelrank serve --workers N`` (N > 1) therefore runs
-prometheus_client's multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` is set before the
-workers start, every worker's values live in files there, and ``/metrics`` aggregates them
-(counters and histograms summed over workers; the model-version gauge is the maximum).
+prometheus_client's multiprocess mode (``serving/server.py``): before the workers start it
+points prometheus_client at a directory (``REELRANK_METRICS_DIR`` or a temporary one),
+every worker's values live in files there, and ``/metrics`` aggregates them (counters and
+histograms summed over workers; the model-version gauge is the maximum).
 
 Whether ``/metrics`` aggregates files is decided by our own marker,
-``REELRANK_METRICS_MULTIPROC_DIR``, never by ``PROMETHEUS_MULTIPROC_DIR`` alone: importing
-Feast sets that variable to a temporary directory of its own in every process, and a single
-worker that trusted it rendered an empty ``/metrics``.
+``REELRANK_METRICS_MULTIPROC_DIR`` (set by ``reelrank serve``), never by
+``PROMETHEUS_MULTIPROC_DIR``: importing Feast sets that variable to a temporary directory
+of its own in every process, and a single worker that trusted it rendered an empty
+``/metrics``.
 """
 
 from __future__ import annotations

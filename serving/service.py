@@ -8,8 +8,9 @@ and no request ever sees a half-loaded model.
 The hot path (one user) mirrors ``Recommender.recommend`` stage by stage, in arrays:
 
 1. retrieval: ``retrieve_block`` over the model's in-memory sources (the candidate union
-   with every source's score and rank), computed at load for every known user (other
-   variants on demand, kept in an LRU), together with the ranker's static tree masks;
+   with every source's score and rank), computed at load for unknown users and the most
+   active known users (``Settings.precomputed_users``; other users and variants on
+   demand, kept in an LRU), together with the ranker's static tree masks;
 2. features: the user's stored row from the online store (deadline; on failure the
    model's snapshot row and ``fallback="degraded"``) and the cross features from
    ``reelrank.features.cross.cross_feature_matrix`` (the function training uses);
@@ -262,6 +263,8 @@ def precompute_retrieval(
     n = recommender.n_candidates
     index: dict[CacheKey, RetrievedBlock] = {}
     user_ids = matrix.user_ids
+    # An id no known user has (taken before the cap: a capped-out user is still known).
+    unknown = np.array([int(user_ids.max(initial=0)) + 1], dtype=np.int64)
     if max_users is not None and max_users < len(user_ids):
         history = np.diff(matrix.seen.indptr)
         most_active = np.argsort(-history, kind="stable")[:max_users]
@@ -278,7 +281,6 @@ def precompute_retrieval(
                 features=block.features[lo:hi],
                 feature_names=block.feature_names,
             )
-    unknown = np.array([int(user_ids.max(initial=0)) + 1], dtype=np.int64)
     index[(COLD_USER_KEY, n, True)] = retrieve_block(recommender.sources_, matrix, unknown, n, True)
     return index
 

@@ -1,4 +1,4 @@
-"""LightGBM trees scored in numpy with bitmasks (QuickScorer), for the request path.
+"""LightGBM trees scored with bitmasks (QuickScorer), for the request path.
 
 ``Booster.predict`` walks every tree for every row; for the ~150 candidates of one
 request that per-row walk dominates (about 6 us per row for 100 trees here). QuickScorer
@@ -6,14 +6,16 @@ request that per-row walk dominates (about 6 us per row for 100 trees here). Qui
 test fails ("go right") removes the leaves of its left subtree from a per-tree bitmask of
 reachable leaves (leaves numbered left to right); the exit leaf is the lowest bit left.
 In numpy that is one gather and compare over ``(rows, splits)`` and one AND-reduce per
-tree instead of a Python-level loop.
+tree instead of a Python-level loop (``CompiledTrees``, used at model load and when a
+model cannot be split); per request, :class:`PartialScorer` evaluates only the splits on
+request-time features, in a numba loop.
 
 Semantics follow LightGBM's ``NumericalDecision``: a NaN value goes to the default side
 for ``missing_type=NaN`` and is read as 0.0 for ``None``; and ``CategoricalDecision``:
 ``int(x)`` in the split's set goes left, NaN, negative or unknown categories go right.
 Models with zero-as-missing splits, linear trees, several classes or more than 64 leaves
 per tree are not compiled (``from_booster`` returns None and the caller keeps ``Booster.predict``).
-``tests/serving/test_trees.py`` checks the scores against ``Booster.predict``.
+``tests/serving/test_parts.py`` checks the scores against ``Booster.predict``.
 """
 
 from __future__ import annotations
@@ -220,11 +222,15 @@ class CompiledTrees:
         """Scores from ``(n_trees, rows)`` reachable-leaf masks (exit leaf = lowest bit)."""
         by_mask = self._leaf_by_mask  # type: ignore[attr-defined]
         if by_mask is not None:
-            return np.asarray(by_mask.take(self._mask_offsets + reachable).sum(axis=0))  # type: ignore[attr-defined]
-        wide = reachable.astype(np.uint64)
-        lowest = wide & (~wide + np.uint64(1))
-        leaf = np.log2(lowest.astype(np.float64)).astype(np.int64)
-        return np.asarray(self._leaf_flat.take(self._leaf_offsets + leaf).sum(axis=0))  # type: ignore[attr-defined]
+            values = by_mask.take(self._mask_offsets + reachable)  # type: ignore[attr-defined]
+        else:
+            wide = reachable.astype(np.uint64)
+            lowest = wide & (~wide + np.uint64(1))
+            leaf = np.log2(lowest.astype(np.float64)).astype(np.int64)
+            values = self._leaf_flat.take(self._leaf_offsets + leaf)  # type: ignore[attr-defined]
+        # Tree after tree, as LightGBM adds them: a cumulative sum is sequential for any
+        # shape, where sum(axis=0) of a single row switches to pairwise summation.
+        return np.asarray(np.cumsum(values, axis=0)[-1])
 
     def leaf_by_mask_table(self) -> np.ndarray:
         """``(n_trees, 256)`` exit-leaf values by reachable mask (up to 8 leaves per tree),
@@ -366,7 +372,17 @@ class PartialScorer:
         """Raw scores from the static masks and the dynamic features as a
         ``(len(dynamic_features), rows)`` float32 matrix."""
         k: _DynamicSplits = self._kernel  # type: ignore[attr-defined]
-        out = np.empty(static_reach.shape[1], dtype=np.float64)
+        # The compiled loop does not check bounds: refuse what it would read past.
+        n_trees, n_rows = static_reach.shape
+        if n_trees != len(k.leaf_value):
+            raise ValueError(f"static masks for {n_trees} trees; the model has {len(k.leaf_value)}")
+        if dynamic_columns.shape != (len(self.dynamic_features), n_rows):
+            raise ValueError(
+                f"dynamic columns of shape {dynamic_columns.shape}; expected "
+                f"({len(self.dynamic_features)}, {n_rows}): one row per dynamic feature, one "
+                "column per candidate"
+            )
+        out = np.empty(n_rows, dtype=np.float64)
         _score_dynamic(
             np.ascontiguousarray(static_reach),
             np.ascontiguousarray(dynamic_columns, dtype=np.float32),

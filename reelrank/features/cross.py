@@ -167,6 +167,11 @@ def cross_feature_matrix(
         if item_rows is None
         else np.asarray(item_rows, dtype=np.int64)
     )
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(items)):
+        raise IndexError(
+            f"cross features: item rows must lie in [0, {len(items)}); got "
+            f"{int(rows.min())}..{int(rows.max())}"
+        )  # the compiled loop does not check bounds
     shares = np.atleast_2d(np.asarray(users.shares, dtype=np.float64))
     if shares.shape[1] != items.flags.shape[1] or shares.shape[1] > _PAIRWISE_BLOCK:
         raise ValidationError(
@@ -266,7 +271,8 @@ def _cross_loop(
             out[p, 0] = np.nan
             out[p, 1] = np.nan
         else:
-            out[p, 0] = _pairwise_sum(products) / n_genres[i]
+            # + 0.0: numpy's reduction starts from +0.0 (a sum of -0.0 products is +0.0)
+            out[p, 0] = (0.0 + _pairwise_sum(products)) / n_genres[i]
             out[p, 1] = best
         out[p, 2] = abs(rating_mean[u] - bayes[i])
         out[p, 3] = item_log_pop[i] - user_log_pop[u]

@@ -152,15 +152,31 @@ def test_compiled_cross_features_equal_the_numpy_definition(
         users = UserCrossInputs(shares[0], float(means[0, 0]), float(means[1, 0]))
     else:
         users = UserCrossInputs(shares, means[0], means[1])
-    np.testing.assert_array_equal(
+    _assert_same_bits(
         cross_feature_matrix(users, item_inputs, rows),
         cross_feature_matrix_numpy(users, item_inputs, rows),
     )
-    if not one_user and n_users == n_items:  # every item in order (item_rows=None)
-        np.testing.assert_array_equal(
+    if one_user:  # every item in order (item_rows=None)
+        _assert_same_bits(
             cross_feature_matrix(users, item_inputs),
             cross_feature_matrix_numpy(users, item_inputs),
         )
+    else:
+        per_item = UserCrossInputs(shares[:n_items], means[0, :n_items], means[1, :n_items])
+        _assert_same_bits(
+            cross_feature_matrix(per_item, item_inputs),
+            cross_feature_matrix_numpy(per_item, item_inputs),
+        )
+
+
+def _assert_same_bits(got: np.ndarray, expected: np.ndarray) -> None:
+    """Equal values, NaN where NaN, and the same sign of zero (== cannot see -0.0).
+
+    Shares are ratios of counts, never -0.0; with -0.0 shares numpy's vectorised max may
+    return either zero (scores cannot tell them apart), so the inputs do not hold any.
+    """
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))
 
 
 def test_cross_features_refuse_mismatched_sides() -> None:
@@ -168,6 +184,10 @@ def test_cross_features_refuse_mismatched_sides() -> None:
     shares = np.full(len(cols.ITEM_GENRE), 0.1)
     with pytest.raises(ValidationError, match="user genre shares"):
         cross_feature_matrix(UserCrossInputs(shares[:-1], 3.0, 1.0), items)
+    with pytest.raises(IndexError, match="item rows must lie in"):
+        cross_feature_matrix(UserCrossInputs(shares, 3.0, 1.0), items, [0, 2])
+    with pytest.raises(IndexError, match="item rows must lie in"):
+        cross_feature_matrix(UserCrossInputs(shares, 3.0, 1.0), items, [-1])
     with pytest.raises(ValidationError, match="user rows for"):
         cross_feature_matrix(
             UserCrossInputs(np.vstack([shares] * 3), np.ones(3), np.ones(3)), items, [0, 1]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 
@@ -134,9 +133,6 @@ def test_server_timing_and_metrics(client, fitted_model):
 def test_metrics_ignore_the_multiprocess_directory_feast_sets(client, fitted_model, tmp_path):
     """Importing Feast sets PROMETHEUS_MULTIPROC_DIR to a directory of its own; a single
     worker must still render its own registry (it used to render that empty directory)."""
-    import feast  # noqa: F401  (what a serving process imports to read the online store)
-
-    assert os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # empty, like Feast's
         client.get(f"/recommendations/{known_users(fitted_model)[0]}")
@@ -402,3 +398,15 @@ def test_users_beyond_the_precomputed_ones_are_prepared_on_first_request(
             (i.item_id, i.score) for i in expected.items
         ]
         assert capped.retrieval_cache.get((user, n, True)) is not None  # kept after
+    # Unknown users get the non-personal block whatever the cap (no capped-out user's).
+    for cap in (0, 3):
+        state = make_state(
+            fitted_model,
+            serving_settings.model_copy(update={"precomputed_users": cap}),
+            reader=reader,
+        )
+        cold, expected_cold = (s.retrieval_cache.get((-1, n, True)) for s in (state, full))
+        assert cold is not None
+        assert expected_cold is not None
+        np.testing.assert_array_equal(cold.block.item_columns, expected_cold.block.item_columns)
+        np.testing.assert_array_equal(cold.block.features, expected_cold.block.features)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -156,23 +157,50 @@ def test_partial_scores_equal_full_scores(fitted_model, seed, share):
     _partial_equals_full(compiled, X, dynamic)
 
 
-def test_partial_scores_equal_lightgbm_row_by_row(fitted_model):
-    """The compiled loop sums trees in LightGBM's order, for any number of candidates."""
-    booster = fitted_model.ranker_.booster_
+@pytest.mark.parametrize("num_leaves", [7, 15, 40])  # 7: the ranker's default (byte masks)
+def test_scores_equal_lightgbm_for_any_number_of_rows(num_leaves):
+    """Both scorers add trees in LightGBM's order, for one candidate as for many."""
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(3000, 8))
+    y = X[:, 0] * X[:, 1] + np.nan_to_num(X[:, 2]) + (X[:, 3] > 0) - X[:, 5]
+    X[rng.random(X.shape) < 0.15] = np.nan
+    model = lgb.LGBMRegressor(n_estimators=60, num_leaves=num_leaves, verbose=-1)
+    booster = model.fit(X, y).booster_
     compiled = CompiledTrees.from_booster(booster)
     assert compiled is not None
-    rng = np.random.default_rng(11)
-    n_features = booster.num_feature()
-    dynamic = np.flatnonzero(rng.random(n_features) < 0.4)
-    partial = compiled.partial(dynamic)
-    X = rng.normal(0, 50, size=(40, n_features)).astype(np.float32)
-    X[rng.random(X.shape) < 0.2] = np.nan
-    static = partial.static_reach(X)
-    columns = np.ascontiguousarray(X[:, dynamic].T)
-    expected = booster.predict(X, raw_score=True, num_threads=1)
+    assert (compiled._leaf_by_mask is not None) == (num_leaves <= 8)
+    partial = compiled.partial(np.array([0, 2, 5]))
+    probe = X[:40].astype(np.float32)
+    static = partial.static_reach(probe)
+    columns = np.ascontiguousarray(probe[:, [0, 2, 5]].T)
+    expected = booster.predict(probe, raw_score=True, num_threads=1)
     for size in (1, 2, 7, 40):
-        got = partial.score(static[:, :size], columns[:, :size])
-        np.testing.assert_array_equal(got, expected[:size])
+        np.testing.assert_array_equal(
+            partial.score(static[:, :size], columns[:, :size]), expected[:size]
+        )
+        np.testing.assert_array_equal(compiled.predict(probe[:size]), expected[:size])
+    for row in range(5):
+        np.testing.assert_array_equal(
+            compiled.predict(probe[row : row + 1]), expected[row : row + 1]
+        )
+
+
+def test_partial_scorer_refuses_inputs_of_the_wrong_shape(fitted_model):
+    compiled = CompiledTrees.from_booster(fitted_model.ranker_.booster_)
+    assert compiled is not None
+    n_features = fitted_model.ranker_.booster_.num_feature()
+    partial = compiled.partial(np.arange(3))
+    X = np.zeros((4, n_features), dtype=np.float32)
+    static = partial.static_reach(X)
+    columns = np.zeros((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="trees"):
+        partial.score(static[:-1], columns)
+    with pytest.raises(ValueError, match="dynamic columns"):
+        partial.score(static, columns[:-1])
+    with pytest.raises(ValueError, match="one column per candidate"):
+        partial.score(static, columns[:, :-1])
 
 
 def test_partial_scores_with_wide_trees():
@@ -368,3 +396,35 @@ def test_json_bodies_equal_the_pydantic_schemas():
     assert [r.user_id for r in batch.results] == [7, 8, 9]
     assert batch.results[0].items[1].title is None
     assert batch.results[2].fallback == "degraded"
+
+
+def test_metrics_dir_is_emptied_of_metric_files_only(tmp_path):
+    from reelrank.exceptions import ValidationError
+    from serving.server import prepare_metrics_dir
+
+    directory = tmp_path / "metrics"
+    prepare_metrics_dir(directory)  # created
+    for name in ("counter_1.db", "gauge_max_2.db", "histogram_3.db", "summary_4.db"):
+        (directory / name).write_bytes(b"stale")
+    (directory / "notes.txt").write_text("kept")
+    prepare_metrics_dir(directory)
+    assert sorted(p.name for p in directory.iterdir()) == ["notes.txt"]
+    (directory / "mlflow.db").write_bytes(b"a database")  # e.g. pointed at the data dir
+    (directory / "counter_5.db").write_bytes(b"stale")
+    with pytest.raises(ValidationError, match=r"mlflow\.db"):
+        prepare_metrics_dir(directory)
+    assert (directory / "mlflow.db").exists()
+    assert (directory / "counter_5.db").exists()  # nothing removed before the refusal
+
+
+def test_one_worker_ignores_an_inherited_multiprocess_marker(monkeypatch):
+    import serving.server as server
+    from serving.metrics import OUR_MULTIPROC_DIR
+
+    seen: dict[str, str | None] = {}
+    monkeypatch.setenv(OUR_MULTIPROC_DIR, "/nonexistent")
+    monkeypatch.setattr(
+        server.uvicorn, "run", lambda *a, **k: seen.update(marker=os.environ.get(OUR_MULTIPROC_DIR))
+    )
+    server.run_server("127.0.0.1", 1, workers=1)
+    assert seen == {"marker": None}

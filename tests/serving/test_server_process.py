@@ -180,7 +180,6 @@ def test_unreachable_online_store_degrades_without_5xx(server, champion, pipelin
 
 def test_metrics_add_up_over_workers(pipeline_store: Path, tmp_path: Path):
     """With --workers 2, /metrics counts every worker's requests, whichever one answers."""
-
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"stale")  # wiped at start
