@@ -431,9 +431,7 @@ def build_state(
         state = dataclasses.replace(state, partial=None)
     state.retrieval_cache.pin(
         {
-            key: prepare_candidates(
-                state, block, -1 if key[0] == COLD_USER_KEY else user_index[key[0]]
-            )
+            key: prepare_candidates(state, block, _matrix_row(state, key))
             for key, block in blocks.items()
         }
     )
@@ -449,7 +447,7 @@ def _partial_scores_agree(state: ModelState, blocks: dict[CacheKey, RetrievedBlo
     for key, block in list(blocks.items())[:8]:
         if len(block.rows) == 0:
             continue
-        row = -1 if key[0] == COLD_USER_KEY else state.user_index[key[0]]
+        row = _matrix_row(state, key)
         user_row = rng.normal(0.0, 2.0, len(cols.USER_FEATURES))
         user_row[rng.random(len(user_row)) < 0.2] = np.nan
         candidates = prepare_candidates(state, block, row)
@@ -461,6 +459,11 @@ def _partial_scores_agree(state: ModelState, blocks: dict[CacheKey, RetrievedBlo
         if not np.array_equal(partial, np.asarray(full, dtype=np.float64)):
             return False
     return True
+
+
+def _matrix_row(state: ModelState, key: CacheKey) -> int:
+    """The interaction-matrix row of a cache key's user (-1 for unknown users)."""
+    return -1 if key[0] == COLD_USER_KEY else state.user_index[key[0]]
 
 
 def dynamic_feature_indices(recommender: Recommender, n_user: int) -> np.ndarray:

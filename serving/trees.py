@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numba
 import numpy as np
@@ -383,20 +383,8 @@ class PartialScorer:
                 "column per candidate"
             )
         out = np.empty(n_rows, dtype=np.float64)
-        _score_dynamic(
-            np.ascontiguousarray(static_reach),
-            np.ascontiguousarray(dynamic_columns, dtype=np.float32),
-            k.column,
-            k.nan_right,
-            k.threshold,
-            k.keep,
-            k.tree,
-            k.categorical_row,
-            k.categorical_left,
-            k.leaf_value,
-            k.by_mask,
-            out,
-        )
+        static = np.ascontiguousarray(static_reach)
+        _score_dynamic(static, np.ascontiguousarray(dynamic_columns, dtype=np.float32), *k, out)
         return out
 
     def score_numpy(self, static_reach: np.ndarray, dynamic_columns: np.ndarray) -> np.ndarray:
@@ -405,9 +393,8 @@ class PartialScorer:
         return self.trees.leaf_sum(np.bitwise_and(static_reach, dynamic))
 
 
-@dataclass(frozen=True)
-class _DynamicSplits:
-    """The dynamic splits as flat arrays for :func:`_score_dynamic`.
+class _DynamicSplits(NamedTuple):
+    """The dynamic splits as flat arrays, in the order :func:`_score_dynamic` takes them.
 
     Attributes:
         column: the input row (dynamic feature) each split reads.

@@ -20,7 +20,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from reelrank.config import Settings
 from serving.feedback import FeedbackLog
 from serving.metrics import ServingMetrics
-from serving.service import ModelState, RecommendationService, ServiceUnavailableError
+from serving.service import ModelState, RecommendationService
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -52,11 +52,9 @@ FeedbackDep = Annotated[FeedbackLog, Depends(get_feedback_log)]
 
 
 async def get_model_state(service: ServiceDep) -> ModelState:
-    """The model state this request is served with; 503 with the reason when none."""
-    try:
-        return service.current()
-    except ServiceUnavailableError as error:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from error
+    """The model state this request is served with (none loaded: the service raises
+    ``ServiceUnavailableError``, which the app answers with 503 and the reason)."""
+    return service.current()
 
 
 StateDep = Annotated[ModelState, Depends(get_model_state)]
@@ -96,14 +94,10 @@ class Serving:
 
 
 async def get_serving(request: Request) -> Serving:
-    """The hot path's bundle; 503 with the reason when no model is loaded."""
+    """The hot path's bundle (503 with the reason when no model is loaded, as above)."""
     app_state = request.app.state
     service: RecommendationService = app_state.service
-    try:
-        state = service.current()
-    except ServiceUnavailableError as error:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from error
-    return Serving(service, state, app_state.metrics, app_state.settings)
+    return Serving(service, service.current(), app_state.metrics, app_state.settings)
 
 
 ServingDep = Annotated[Serving, Depends(get_serving)]

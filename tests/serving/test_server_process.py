@@ -20,12 +20,15 @@ from tests.serving.conftest import ROOT, free_port
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group("serving")]
 
 API_KEY = "integration-test-key-0123"
-
-
+SERVED = re.compile(  # the count of answered recommendation requests on /metrics
+    r'reelrank_http_requests_total\{method="GET",'
+    r'route="/recommendations/\{user_id\}",status="200"\} (\S+)'
+)
 ENV_OF_THIS_PROCESS = (
     "MLFLOW_TRACKING_URI",
     "REELRANK_MLFLOW_TRACKING_URI",
     "REELRANK_ONLINE_STORE",
+    "REELRANK_METRICS_DIR",
     # Importing Feast (this test process did) sets these; a server started from a shell
     # does not inherit them.
     "PROMETHEUS_MULTIPROC_DIR",
@@ -37,20 +40,14 @@ ENV_OF_THIS_PROCESS = (
 @pytest.fixture(scope="module")
 def server(pipeline_store: Path) -> Iterator[str]:
     port = free_port()
-    env = {
-        **os.environ,
-        "REELRANK_DATA_DIR": str(pipeline_store),
-        "REELRANK_API_KEY": API_KEY,
-        "REELRANK_ONLINE_TIMEOUT_MS": "200",
-    }
-    for name in (*ENV_OF_THIS_PROCESS, "REELRANK_METRICS_DIR"):
-        env.pop(name, None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reelrank.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    process = _serve(
+        port,
+        {
+            "REELRANK_DATA_DIR": str(pipeline_store),
+            "REELRANK_API_KEY": API_KEY,
+            "REELRANK_ONLINE_TIMEOUT_MS": "200",
+        },
+        output=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -69,11 +66,28 @@ def server(pipeline_store: Path) -> Iterator[str]:
             time.sleep(0.5)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
+
+
+def _serve(port: int, settings: dict[str, str], *args: str, output: int) -> subprocess.Popen:
+    """``reelrank serve`` as a process, with a shell's environment plus ``settings``."""
+    inherited = {k: v for k, v in os.environ.items() if k not in ENV_OF_THIS_PROCESS}
+    env = {**inherited, **settings}
+    return subprocess.Popen(
+        [sys.executable, "-m", "reelrank.cli", "serve", "--port", str(port), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT if output == subprocess.PIPE else subprocess.DEVNULL,
+    )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +132,7 @@ def test_every_route_and_parity_with_the_recommender(server, champion, pipeline_
         metrics = client.get("/metrics").text
         assert "reelrank_stage_duration_seconds_bucket" in metrics
         assert "reelrank_model_info" in metrics
-        served = re.search(
-            r'reelrank_http_requests_total\{method="GET",'
-            r'route="/recommendations/\{user_id\}",status="200"\} (\S+)',
-            metrics,
-        )
+        served = SERVED.search(metrics)
         assert served is not None, "a single worker's /metrics lacks its own requests"
         assert float(served.group(1)) >= len(users) + 1
         assert client.get("/docs").status_code == 200
@@ -184,19 +194,12 @@ def test_metrics_add_up_over_workers(pipeline_store: Path, tmp_path: Path):
     metrics_dir.mkdir()
     (metrics_dir / "counter_999999.db").write_bytes(b"stale")  # wiped at start
     port = free_port()
-    env = {
-        **os.environ,
-        "REELRANK_DATA_DIR": str(pipeline_store),
-        "REELRANK_METRICS_DIR": str(metrics_dir),
-    }
-    for name in ENV_OF_THIS_PROCESS:
-        env.pop(name, None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reelrank.cli", "serve", "--port", str(port), "--workers", "2"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    process = _serve(
+        port,
+        {"REELRANK_DATA_DIR": str(pipeline_store), "REELRANK_METRICS_DIR": str(metrics_dir)},
+        "--workers",
+        "2",
+        output=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -219,20 +222,12 @@ def test_metrics_add_up_over_workers(pipeline_store: Path, tmp_path: Path):
             assert httpx.get(f"{base}/recommendations/{n + 1}?k=3", timeout=30).status_code == 200
             n += 1
         assert sum(_served_per_worker(metrics_dir).values()) == n
-        pattern = re.compile(
-            r'reelrank_http_requests_total\{method="GET",'
-            r'route="/recommendations/\{user_id\}",status="200"\} (\S+)'
-        )
         for _ in range(6):  # whichever worker answers the scrape
             text = httpx.get(f"{base}/metrics", timeout=30).text
-            assert [float(v) for v in pattern.findall(text)] == [n]
+            assert [float(v) for v in SERVED.findall(text)] == [n]
             assert 'reelrank_model_info{name="reelrank"' in text
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        _stop(process)
 
 
 def _served_per_worker(metrics_dir: Path) -> dict[str, float]:
