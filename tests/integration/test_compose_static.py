@@ -4,13 +4,16 @@ The compose file must validate against the Compose Specification schema (vendore
 in compose-spec.json, see compose-spec.README.md), and agree with the code and the
 other deployment files: every REELRANK_* variable is a setting, every command is a
 real command with real options, ports and service names match Prometheus, Grafana,
-the Dockerfile and the API settings, every variable is documented in .env.example,
-and scripts/local_stack.py runs the same commands with the same variables.
+the Dockerfile and the API settings, every variable is documented in .env.example.
+The compose file is also the only description of the local-process stack (``make
+up-local``): the last section tests deploy/topology.py, which translates it, on the real
+file and on small compose snippets.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import copy
+import importlib.metadata
 import json
 import os
 import re
@@ -21,13 +24,22 @@ import sys
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from jsonschema import Draft7Validator
+
+from deploy import topology
+from deploy.local_stack import Stack, _config_from, _parser, summary
+from deploy.topology import (
+    LocalStackError,
+    MissingVariableError,
+    StackConfig,
+    interpolate,
+    interpolate_tree,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -38,7 +50,6 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 GRAFANA_DIR = ROOT / "deploy" / "grafana"
 SCHEMA_FILE = HERE / "compose-spec.json"
-LOCAL_STACK_FILE = ROOT / "scripts" / "local_stack.py"
 
 EXPECTED_SERVICES = {
     "postgres",
@@ -63,40 +74,12 @@ KNOWN_TOOL_COMMANDS = {
 }
 
 # ---------------------------------------------------------------------------
-# compose variable interpolation (the subset of the spec this project uses)
+# compose variable interpolation: deploy/topology.py's (the launcher's), plus this
 # ---------------------------------------------------------------------------
 _VAR = re.compile(
     r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}"
     r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
 )
-
-
-class MissingVariableError(ValueError):
-    """A ``${VAR:?message}`` whose variable is unset or empty."""
-
-
-def interpolate(text: str, env: Mapping[str, str]) -> str:
-    """Apply compose interpolation to one string (``$$`` is a literal ``$``)."""
-
-    def one(match: re.Match[str]) -> str:
-        name = match["braced"] or match["bare"]
-        op, arg = match["op"], match["arg"] or ""
-        value = env.get(name)
-        if op == ":-":
-            return value if value else interpolate(arg, env)
-        if op == "-":
-            return value if value is not None else interpolate(arg, env)
-        if op in (":?", "?"):
-            if value is None or (op == ":?" and not value):
-                raise MissingVariableError(f"{name}: {arg}")
-            return value
-        if op == ":+":
-            return interpolate(arg, env) if value else ""
-        if op == "+":
-            return interpolate(arg, env) if value is not None else ""
-        return value or ""
-
-    return "$".join(_VAR.sub(one, part) for part in text.split("$$"))
 
 
 def variables_in(text: str) -> set[str]:
@@ -119,16 +102,6 @@ def walk_strings(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for value in node:
             yield from walk_strings(value)
-
-
-def interpolate_tree(node: Any, env: Mapping[str, str]) -> Any:
-    if isinstance(node, str):
-        return interpolate(node, env)
-    if isinstance(node, Mapping):
-        return {key: interpolate_tree(value, env) for key, value in node.items()}
-    if isinstance(node, list):
-        return [interpolate_tree(value, env) for value in node]
-    return node
 
 
 def parse_dotenv(path: Path) -> dict[str, str]:
@@ -185,17 +158,6 @@ def schema() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def prometheus() -> dict[str, Any]:
     return yaml.safe_load(PROMETHEUS_FILE.read_text())
-
-
-@pytest.fixture(scope="module")
-def local_stack() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("local_stack", LOCAL_STACK_FILE)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["local_stack"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------
@@ -512,8 +474,9 @@ def test_compose_runs_the_pipeline_the_api_and_the_deployment(services: dict[str
 def test_every_reelrank_command_exists_with_its_options(services: dict[str, Any]) -> None:
     from typer.testing import CliRunner
 
-    from reelrank.cli import app
-
+    # The app behind the installed `reelrank` command, wherever the code keeps it.
+    (entry_point,) = importlib.metadata.entry_points(group="console_scripts", name="reelrank")
+    app = entry_point.load()
     runner = CliRunner()
     for name, argv in _reelrank_commands(services):
         result = runner.invoke(
@@ -755,43 +718,295 @@ def test_dockerignore_keeps_data_venvs_caches_and_secrets_out() -> None:
 
 
 # ---------------------------------------------------------------------------
-# the process launcher runs the same commands with the same variables
+# the local-process stack: docker-compose.yml translated by deploy/topology.py
 # ---------------------------------------------------------------------------
-def test_local_stack_sets_the_variables_compose_sets(
-    services: dict[str, Any], local_stack: ModuleType, tmp_path: Path
+KEY = {"REELRANK_API_KEY": "k" * 32}
+#: A compose hostname (with a port or credentials), a container path or a bind-all
+#: address left in a translated value.
+_HOSTS = "postgres|redis|mlflow|prefect-server|prefect-worker|pipeline|api"
+COMPOSE_ONLY = re.compile(
+    rf"(?<![\w.-])(?:{_HOSTS}):\d|(?:://|@)(?:{_HOSTS})(?![\w@-])"
+    r"|(?<![\w./-])/(?:data|mlartifacts)(?![\w.-])|0\.0\.0\.0"
+)
+
+
+def local_config(tmp_path: Path, **overrides: Any) -> StackConfig:
+    """A stack whose local ports and names all differ from compose's (so they show)."""
+    values: dict[str, Any] = {
+        "state_dir": tmp_path / "stack",
+        "mlflow_port": 15000,
+        "prefect_port": 14200,
+        "api_port": 18000,
+        "worker_port": 18080,
+        "redis_url": "redis://127.0.0.1:6379/5",
+        "mlflow_db": "t_mlflow",
+        "prefect_db": "t_prefect",
+        "start_worker": True,
+    }
+    return StackConfig(**(values | overrides))
+
+
+@pytest.fixture
+def local_plan(raw_compose: dict[str, Any], tmp_path: Path) -> topology.Plan:
+    return topology.plan(local_config(tmp_path), raw_compose, KEY)
+
+
+def test_every_compose_service_is_run_mapped_or_skipped_locally(
+    raw_compose: dict[str, Any], local_plan: topology.Plan
 ) -> None:
-    config = local_stack.StackConfig(state_dir=tmp_path)
-    local_keys = set(local_stack.service_env(config, "k" * 32))
-    compose_keys = set(env_of(services["api"]))
-    assert local_keys == compose_keys
+    built = {name for name, svc in raw_compose["services"].items() if "build" in svc}
+    assert set(local_plan.services) == built
+    assert set(local_plan.infrastructure) == {"postgres", "redis"}
+    assert set(local_plan.skipped) == {"prometheus", "grafana"}
+    assert all(local_plan.skipped.values()), "every skipped service says why"
+
+
+def test_local_processes_run_the_compose_commands(
+    services: dict[str, Any], local_plan: topology.Plan
+) -> None:
+    """Same programs, sub-commands and options: the translation changes values only."""
+    for name, local in local_plan.services.items():
+        composed = [_shape(argv) for argv in commands_of(services[name])]
+        assert [_shape(argv) for argv in commands_of({"command": list(local.argv)})] == composed
+        assert set(local.env) == set(env_of(services[name])), f"{name} gained or lost variables"
+
+
+def test_translated_values_point_at_this_machine(local_plan: topology.Plan, tmp_path: Path) -> None:
+    config = local_config(tmp_path)
+    for name, local in local_plan.services.items():
+        for text in [*local.argv, *local.env.values(), local.health_url or ""]:
+            assert not COMPOSE_ONLY.search(text), f"{name}: {text!r} is not translated"
+    api = local_plan.services["api"].env
+    assert api["REELRANK_DATA_DIR"] == str(config.data_dir)
+    assert api["REELRANK_REDIS_URL"] == config.redis_url
+    assert api["REELRANK_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15000"
+    assert api["PREFECT_API_URL"] == "http://127.0.0.1:14200/api"
+    assert (api["REELRANK_API_HOST"], api["REELRANK_API_PORT"]) == ("127.0.0.1", "18000")
+    assert api["REELRANK_API_KEY"] == KEY["REELRANK_API_KEY"]
+    assert api["REELRANK_API_WORKERS"] == "1"
+    assert local_plan.shell_env == api
+    mlflow = local_plan.services["mlflow"]
+    assert mlflow.env["MLFLOW_BACKEND_STORE_URI"] == (
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/t_mlflow"
+    )
+    assert option_value(list(mlflow.argv), "--artifacts-destination") == str(config.artifacts_dir)
+    assert option_value(list(mlflow.argv), "--port") == "15000"
+    assert option_value(list(mlflow.argv), "--workers") == "1"  # OPTION_OVERRIDES
+    prefect = local_plan.services["prefect-server"].env
+    assert prefect["PREFECT_SERVER_DATABASE_CONNECTION_URL"] == (
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/t_prefect"
+    )
+    assert prefect["PREFECT_UI_API_URL"] == "http://localhost:14200/api"  # PREFECT_HOST_PORT
+    worker = local_plan.services["prefect-worker"]
+    assert worker.env["PREFECT_WORKER_WEBSERVER_PORT"] == "18080"
+    assert "--pool reelrank-local" in worker.argv[2]
+    assert local_plan.databases == ("t_mlflow", "t_prefect")
+    assert set(local_plan.directories) == {config.data_dir, config.artifacts_dir}
+
+
+def test_start_order_and_readiness_come_from_depends_on_and_healthchecks(
+    services: dict[str, Any], local_plan: topology.Plan
+) -> None:
+    assert local_plan.waves == (
+        ("mlflow", "prefect-server"),
+        ("pipeline", "prefect-worker"),
+        ("api",),
+    )
+    started: set[str] = set()
+    for wave in local_plan.waves:
+        for name in wave:
+            assert set(services[name].get("depends_on", {})) & set(local_plan.services) <= started
+        started |= set(wave)
+    health = {name: svc.health_url for name, svc in local_plan.services.items()}
+    assert health == {
+        "mlflow": "http://127.0.0.1:15000/health",
+        "prefect-server": "http://127.0.0.1:14200/api/health",
+        "pipeline": None,
+        "prefect-worker": "http://127.0.0.1:18080/health",
+        "api": "http://127.0.0.1:18000/ready",
+    }
+    assert [n for n, s in local_plan.services.items() if s.one_shot] == ["pipeline"]
+
+
+def test_flags_switch_optional_services_and_extend_the_pipeline(
+    raw_compose: dict[str, Any], tmp_path: Path
+) -> None:
+    default = topology.plan(local_config(tmp_path, start_worker=False), raw_compose, KEY)
+    assert "prefect-worker" in default.skipped
+    assert "prefect-worker" not in default.services
+    quick = local_config(tmp_path, run_pipeline=False, start_worker=False)
+    no_pipeline = topology.plan(quick, raw_compose, KEY)
+    assert "pipeline" in no_pipeline.skipped
+    assert no_pipeline.waves == (("mlflow", "prefect-server"), ("api",))
+    with_args = topology.plan(local_config(tmp_path, run_args=("--users", "300")), raw_compose, KEY)
+    assert with_args.services["pipeline"].argv[-2:] == ("--users", "300")  # EXTRA_ARGS
+
+
+def test_postgres_credentials_are_the_local_servers(
+    raw_compose: dict[str, Any], tmp_path: Path
+) -> None:
+    config = local_config(tmp_path, pg_host="db.local", pg_port=5433, pg_password="p@ss/word")
+    env = topology.plan(config, raw_compose, KEY).services["mlflow"].env
+    url = urlsplit(env["MLFLOW_BACKEND_STORE_URI"])
+    assert (url.hostname, url.port, url.username) == ("db.local", 5433, "postgres")
+    assert url.password == "p%40ss%2Fword"
+    assert url.path == "/t_mlflow"
+
+
+def test_a_service_added_to_compose_becomes_a_local_process(
+    raw_compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """No code edit: a Ray head and worker on the ReelRank image, as they would be added."""
+    compose = copy.deepcopy(raw_compose)
+    compose["services"]["ray-head"] = {
+        "build": {"context": "."},
+        "command": ["ray", "start", "--head", "--port", "6380", "--dashboard-host", "0.0.0.0",
+                    "--dashboard-port", "8265", "--block"],
+        "environment": {
+            "RAY_TMPDIR": "/data/ray",
+            "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+            "REELRANK_REDIS_URL": "redis://redis:6379/0",
+        },
+        "volumes": ["reelrank-data:/data"],
+        "depends_on": {"mlflow": {"condition": "service_healthy"}},
+        "healthcheck": {"test": ["CMD", "python", "-c", "import urllib.request; "
+                                 "urllib.request.urlopen('http://127.0.0.1:8265/api/version')"]},
+    }  # fmt: skip
+    compose["services"]["ray-worker"] = {
+        "build": {"context": "."},
+        "command": "ray start --address ray-head:6380 --block",
+        "depends_on": ["ray-head"],
+        "healthcheck": {"test": ["CMD", "ray", "status", "--address", "ray-head:6380"]},
+    }
+    config = local_config(tmp_path)
+    result = topology.plan(config, compose, KEY)
+    head, worker = result.services["ray-head"], result.services["ray-worker"]
+    assert head.argv[:3] == ("ray", "start", "--head")
+    assert option_value(list(head.argv), "--dashboard-host") == "127.0.0.1"
+    assert option_value(list(head.argv), "--dashboard-port") == "8265"  # no LOCAL_PORTS entry
+    assert head.env == {
+        "RAY_TMPDIR": str(config.data_dir / "ray"),
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:15000",
+        "REELRANK_REDIS_URL": config.redis_url,
+    }
+    assert head.health_url == "http://127.0.0.1:8265/api/version"
+    assert head.url == "http://127.0.0.1:8265"
+    assert worker.argv == ("ray", "start", "--address", "127.0.0.1:6380", "--block")
+    assert worker.health_argv == ("ray", "status", "--address", "127.0.0.1:6380")
+    waves = {name: i for i, wave in enumerate(result.waves) for name in wave}
+    assert waves["mlflow"] < waves["ray-head"] < waves["ray-worker"]
+
+
+def test_a_tiny_compose_file(tmp_path: Path) -> None:
+    compose = {
+        "services": {
+            "redis": {"image": "redis:7"},
+            "web": {
+                "build": ".",
+                "command": "reelrank serve --host 0.0.0.0 --port 9000",
+                "environment": ["REELRANK_REDIS_URL=redis://redis:6379/0", "REELRANK_DATA_DIR=/d"],
+                "volumes": [{"type": "volume", "source": "cache", "target": "/d"}],
+                "ports": ["${WEB_PORT:-9100}:9000"],
+                "depends_on": ["redis"],
+            },
+        }
+    }
+    config = local_config(tmp_path)
+    result = topology.plan(config, compose, {})
+    (web,) = result.services.values()
+    assert web.argv == ("reelrank", "serve", "--host", "127.0.0.1", "--port", "9000")
+    assert web.env == {
+        "REELRANK_REDIS_URL": config.redis_url,
+        "REELRANK_DATA_DIR": str(config.state_dir / "d"),
+    }
+    assert (web.url, web.health_url, web.health_argv) == ("http://127.0.0.1:9000", None, None)
+    assert result.waves == (("web",),)
+    assert result.directories == (config.state_dir / "d",)
+
+
+@pytest.mark.parametrize(
+    ("service", "error"),
+    [
+        ({"image": "jaegertracing/all-in-one:1.60"}, "INFRASTRUCTURE or SKIPPED"),
+        ({"build": ".", "command": "echo ${NEW_SECRET:?set it}"}, "NEW_SECRET"),
+        ({"build": "."}, "no command"),
+        ({"build": ".", "command": "true", "depends_on": ["extra", "api"]}, "cycle"),
+    ],
+)
+def test_what_the_translation_cannot_do_is_an_error_naming_the_service(
+    raw_compose: dict[str, Any], tmp_path: Path, service: dict[str, Any], error: str
+) -> None:
+    compose = copy.deepcopy(raw_compose)
+    compose["services"]["extra"] = service
+    compose["services"]["api"]["depends_on"]["extra"] = {"condition": "service_healthy"}
+    with pytest.raises(LocalStackError, match=error):
+        topology.plan(local_config(tmp_path), compose, KEY)
+
+
+def test_the_api_key_is_required(raw_compose: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(LocalStackError, match="REELRANK_API_KEY"):
+        topology.plan(local_config(tmp_path), raw_compose, {})
+
+
+def test_the_summary_shows_every_service_and_why_some_are_not_run(
+    local_plan: topology.Plan, tmp_path: Path
+) -> None:
+    pids = {name: 1000 + i for i, name in enumerate(local_plan.services) if name != "pipeline"}
+    text = summary(Stack(local_config(tmp_path), env={}, pids=pids, plan=local_plan))
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ")}
+    for name in [*local_plan.services, *local_plan.infrastructure, *local_plan.skipped]:
+        assert name in lines, f"the summary does not mention {name}"
+    assert "not run locally" in lines["prometheus"]
+    assert "ran once" in lines["pipeline"]
+    assert "http://127.0.0.1:18000" in lines["api"]
+    assert "<in secrets.env>" in text
+    assert KEY["REELRANK_API_KEY"] not in text
+
+
+def test_every_command_line_flag_reaches_the_config(tmp_path: Path) -> None:
+    compose_file = tmp_path / "compose.yml"
+    argv = [
+        "up", "--state-dir", str(tmp_path / "s"), "--pg-host", "h", "--pg-port", "1",
+        "--pg-user", "u", "--pg-password", "pw", "--mlflow-db", "m", "--prefect-db", "p",
+        "--redis-url", "redis://r:1/2", "--host", "0.0.0.0", "--mlflow-port", "2",
+        "--prefect-port", "3", "--api-port", "4", "--worker-port", "5", "--api-workers", "6",
+        "--dataset", "ml-100k", "--model-name", "mm", "--work-pool", "wp",
+        "--pipeline-cron", "1 2 * * *", "--bin-dir", str(tmp_path), "--compose-file",
+        str(compose_file), "--run-args", "--users 300 --folds 2", "--startup-timeout", "7",
+        "--pipeline-timeout", "8", "--no-pipeline", "--no-api", "--worker",
+    ]  # fmt: skip
+    config = _config_from(_parser().parse_args(argv))
+    assert config == StackConfig(
+        state_dir=tmp_path / "s", pg_host="h", pg_port=1, pg_user="u", pg_password="pw",
+        mlflow_db="m", prefect_db="p", redis_url="redis://r:1/2", host="0.0.0.0",
+        mlflow_port=2, prefect_port=3, api_port=4, worker_port=5, api_workers=6,
+        dataset="ml-100k", model_name="mm", work_pool="wp", pipeline_cron="1 2 * * *",
+        bin_dir=tmp_path, compose_file=compose_file, run_args=("--users", "300", "--folds", "2"),
+        startup_timeout_s=7.0, pipeline_timeout_s=8.0, run_pipeline=False, serve_api=False,
+        start_worker=True,
+    )  # fmt: skip
+    defaults = _config_from(_parser().parse_args(["up"]))
+    assert defaults == StackConfig()
+    for command in ("down", "status", "env"):
+        assert _parser().parse_args([command]).state_dir == Path(".local-stack")
+    down = _parser().parse_args(["down", "--drop-databases", "--flush-redis"])
+    assert down.drop_databases
+    assert down.flush_redis
 
 
 def _shape(argv: list[str]) -> tuple[str, ...]:
-    """A command without paths and values: program, sub-commands and option names."""
-    program = Path(argv[0]).name
+    """A command without values: program, sub-commands and option names."""
     words = [w for w in argv[1:3] if not w.startswith("-")]
-    return (program, *words, *sorted(option_names(argv)))
+    return (Path(argv[0]).name, *words, *sorted(option_names(argv)))
 
 
-def test_local_stack_runs_the_commands_compose_runs(
-    services: dict[str, Any], local_stack: ModuleType, tmp_path: Path
-) -> None:
-    config = local_stack.StackConfig(state_dir=tmp_path)
-    setup, worker = local_stack.worker_commands(config)
-    local = {
-        _shape(argv)
-        for argv in [
-            local_stack.mlflow_command(config),
-            local_stack.prefect_server_command(config),
-            local_stack.pipeline_command(config),
-            local_stack.api_command(config),
-            *setup,
-            worker,
-        ]
-    }
-    composed = {
-        _shape(argv)
-        for _, argv in all_commands(services)
-        if argv[0] in {"mlflow", "prefect", "reelrank"}  # not redis-server, prometheus flags
-    }
-    assert composed == local
+def test_interpolation_follows_the_compose_spec() -> None:
+    env = {"SET": "x", "EMPTY": ""}
+    assert interpolate("${SET:-d} ${EMPTY:-d} ${EMPTY-d} ${UNSET-d} $$SET $SET", env) == (
+        "x d  d $SET x"
+    )
+    assert interpolate("${SET:+y}|${EMPTY:+y}|${EMPTY+y}|${UNSET+y}", env) == "y||y|"
+    assert interpolate("${UNSET:-$SET}", env) == "x"
+    with pytest.raises(MissingVariableError, match="EMPTY: needed"):
+        interpolate("${EMPTY:?needed}", env)
+    assert interpolate("${EMPTY?ok}", env) == ""
