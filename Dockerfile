@@ -66,7 +66,7 @@ COPY --from=builder /opt/venv /opt/venv
 
 WORKDIR /app
 # The Feast feature repository (feature_store.yaml + definitions) is read at run time.
-COPY --chown=reelrank:reelrank features ./features
+COPY --chown=reelrank:reelrank feature_repo ./feature_repo
 
 # Mount points of the named volumes; created here so the volumes start owned by the
 # non-root user (Docker copies the image's ownership into a new named volume).

@@ -33,9 +33,10 @@ run: $(STAMP) ## Run the whole pipeline (DATASET=ml-100k|ml-1m|synthetic, SOURCE
 test: $(STAMP) ## Run the test suite
 	$(BIN)/pytest -n 2 --dist loadfile
 
-lint: $(STAMP) ## ruff check + format check
+lint: $(STAMP) ## ruff check + format check + the import contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff format .

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from reelrank.config import Settings
-from reelrank.data.schema import GENRE_VOCAB, ITEM_ID, USER_ID
-from reelrank.features import FeastOnlineProvider, build_item_features, build_user_features
-from reelrank.features.store import apply_definitions, materialize, write_offline_features
+from reelrank.features import build_item_features, build_user_features
+from reelrank.features.feast.providers import FeastOnlineProvider
+from reelrank.features.feast.store import apply_definitions, materialize, write_offline_features
+from reelrank.schema import GENRE_VOCAB, ITEM_ID, USER_ID
 
 
 def synthetic_world(
@@ -82,7 +83,7 @@ def main() -> None:
         materialize(settings)
     else:
         settings = Settings(data_dir=args.data_dir)
-        from reelrank.features.store import get_feature_store
+        from reelrank.features.feast.store import get_feature_store
 
         store = get_feature_store(settings)
     provider = FeastOnlineProvider(store)

@@ -26,11 +26,11 @@ import pandas as pd
 
 from reelrank import Recommender
 from reelrank.data.movielens import read_movielens
-from reelrank.data.schema import USER_ID, Dataset
 from reelrank.data.validation import validate_tables
+from reelrank.evaluation.candidates import candidate_recall
 from reelrank.evaluation.metrics import ndcg_at_k, recall_at_k
 from reelrank.evaluation.splits import build_relevant, temporal_holdout
-from reelrank.models.retrieval import candidate_recall
+from reelrank.schema import USER_ID, Dataset
 
 K = 10
 CUTOFFS = (50, 100, 200)
@@ -75,7 +75,7 @@ def evaluate_split(
     all_users_too: bool,
 ) -> dict:
     started = time.perf_counter()
-    model = Recommender(**params).fit(train, data.users, data.items)
+    model = Recommender().set_params(**params).fit(train, data.users, data.items)
     fit_seconds = time.perf_counter() - started
 
     warm = build_relevant(train, test)
@@ -86,7 +86,7 @@ def evaluate_split(
 
     rows: dict[str, dict[str, float]] = {}
     two_stage = model.recommend(users, k=K)
-    rrf = Recommender(**{**params, "ranker": "rrf"}).fit(train, data.users, data.items)
+    rrf = Recommender().set_params(**{**params, "ranker": "rrf"}).fit(train, data.users, data.items)
     models = {
         "two-stage (LambdaRank)": two_stage,
         "rrf fusion (no ranker)": rrf.recommend(users, k=K),

@@ -207,7 +207,7 @@ def build_store(directory: Path) -> Path:
     args = "--dataset synthetic --users 300 --items 200 --events 20000 --seed 7 --folds 2"
     print(f"building a store with `reelrank run {args} --no-diagnostics` ...", flush=True)
     subprocess.run(
-        [sys.executable, "-m", "reelrank.cli", "run", *args.split(), "--no-diagnostics"],
+        [sys.executable, "-m", "cli", "run", *args.split(), "--no-diagnostics"],
         cwd=ROOT,
         env=env,
         check=True,
@@ -264,7 +264,7 @@ def main() -> None:
                 *_taskset(SERVER_CPU),
                 sys.executable,
                 "-m",
-                "reelrank.cli",
+                "cli",
                 "serve",
                 "--port",
                 str(service_port),

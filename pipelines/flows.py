@@ -1,26 +1,46 @@
-"""The ReelRank pipeline as Prefect flows: thin tasks over library functions.
+"""The ReelRank pipeline as Prefect flows: one task per step boundary, thin over the library.
 
-``reelrank_pipeline`` = data -> features -> train, each a subflow. With no
-``PREFECT_API_URL`` Prefect runs them against a temporary local server; with one set,
-the runs are recorded by that server (the docker-compose and ``make up-local`` setups).
-Retries only on I/O (download, Feast registry and online-store writes).
+``reelrank_pipeline`` = data -> features -> train, each a subflow. Tasks pass their data
+as return values, so the flow graph shows the dependencies and a retried task does not
+re-run the tasks before it; retries only on I/O (download, Feast registry and online
+store writes, MLflow logging and registration). With no ``PREFECT_API_URL`` Prefect runs
+the flows against a temporary local server; with one set, that server records the runs
+(the docker-compose and ``make up-local`` setups).
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from reelrank.config import DatasetName, get_settings
 from reelrank.data.synthetic import SyntheticConfig
+from reelrank.training.config import TrainConfig
 
-IO_RETRIES = 3
-RETRY_DELAYS: list[float] = [2, 5, 15]
+if TYPE_CHECKING:
+    from reelrank.data.synthetic import GroundTruth
+    from reelrank.models.recommender import Recommender
+    from reelrank.schema import Dataset
+    from reelrank.training.report import RunReport
+    from reelrank.training.steps import Evaluation, Registration
+    from reelrank.training.tracking import TrainingRun
+
+IO_RETRIES: Final = 3
+RETRY_DELAYS: Final[list[float]] = [2, 5, 15]
+DEPLOYMENT_NAME: Final = "nightly-retrain"
 
 
+def io_task(name: str) -> Any:
+    """A task that talks to a store or a server (retried); compute tasks are never retried."""
+    return task(name=name, cache_policy=NONE, retries=IO_RETRIES, retry_delay_seconds=RETRY_DELAYS)
+
+
+# ------------------------------------------------------------------------------ data
 @task(name="ingest", cache_policy=NONE)
 def ingest_task(
     dataset: DatasetName, source: Path | None, synthetic: SyntheticConfig | None
@@ -45,14 +65,25 @@ def ingest_task(
     return summary
 
 
+@flow(name="reelrank-data")
+def data_flow(
+    dataset: DatasetName = "ml-100k",
+    source: Path | None = None,
+    synthetic: SyntheticConfig | None = None,
+) -> dict[str, Any]:
+    """Ingest -> validate -> lake + quarantine."""
+    return ingest_task(dataset, source, synthetic)
+
+
+# -------------------------------------------------------------------------- features
 @task(name="build-features", cache_policy=NONE)
 def build_features_task() -> dict[str, Any]:
     """Point-in-time user and item feature tables -> offline parquet (atomic)."""
     from reelrank.data.ingest import read_lake
     from reelrank.features import build_item_features, build_user_features
-    from reelrank.features.store import write_offline_features
+    from reelrank.features.feast.store import write_offline_features
+    from reelrank.schema import EVENT_TIMESTAMP
 
-    logger = get_run_logger()
     settings = get_settings()
     lake = read_lake(settings.lake_path)
     users = build_user_features(lake.events, lake.users, lake.items)
@@ -61,31 +92,25 @@ def build_features_task() -> dict[str, Any]:
     stats = {
         "user_rows": len(users),
         "item_rows": len(items),
-        "from": str(users["event_timestamp"].min()),
-        "to": str(users["event_timestamp"].max()),
+        "from": str(users[EVENT_TIMESTAMP].min()),
+        "to": str(users[EVENT_TIMESTAMP].max()),
         "paths": [str(user_path), str(item_path)],
     }
-    logger.info(
-        "features: %d user rows, %d item rows, snapshots %s .. %s",
-        stats["user_rows"],
-        stats["item_rows"],
-        stats["from"],
-        stats["to"],
-    )
+    get_run_logger().info("features: %(user_rows)d user rows, %(item_rows)d item rows", stats)
     return stats
 
 
-@task(name="feast-apply", cache_policy=NONE, retries=IO_RETRIES, retry_delay_seconds=RETRY_DELAYS)
+@io_task(name="feast-apply")
 def feast_apply_task() -> None:
-    from reelrank.features.store import apply_definitions
+    from reelrank.features.feast.store import apply_definitions
 
     apply_definitions(get_settings())
     get_run_logger().info("feast apply: definitions registered")
 
 
-@task(name="materialize", cache_policy=NONE, retries=IO_RETRIES, retry_delay_seconds=RETRY_DELAYS)
+@io_task(name="materialize")
 def materialize_task(incremental: bool = True) -> dict[str, list[str]]:
-    from reelrank.features.store import materialize
+    from reelrank.features.feast.store import materialize
 
     settings = get_settings()
     done = materialize(settings, incremental=incremental)
@@ -99,56 +124,6 @@ def materialize_task(incremental: bool = True) -> dict[str, list[str]]:
     return {view: [str(start), str(end)] for view, (start, end) in done.items()}
 
 
-@task(name="train", cache_policy=NONE)
-def train_task(config_fields: dict[str, Any], use_feast: bool) -> dict[str, Any]:
-    """Cross-validate, fit, log to MLflow, register and gate (reelrank.training)."""
-    from reelrank.data.ingest import read_lake, read_summary
-    from reelrank.training import TrainConfig, train_and_register
-
-    logger = get_run_logger()
-    settings = get_settings()
-    lake = read_lake(settings.lake_path)
-    summary = read_summary(settings.lake_path)
-    truth = None
-    if summary.get("dataset") == "synthetic":
-        from reelrank.data.synthetic import GroundTruth
-
-        truth = GroundTruth.load(Path(summary["source"]))
-    provider = None
-    if use_feast:
-        from reelrank.features import FeastOfflineProvider
-        from reelrank.features.store import get_feature_store
-
-        provider = FeastOfflineProvider(get_feature_store(settings))
-    report = train_and_register(
-        lake,
-        settings,
-        TrainConfig(**config_fields),
-        feature_provider=provider,
-        data_version=str(summary.get("data_version", "unknown")),
-        progress=logger.info,
-        truth=truth,
-    )
-    logger.info("model %s version %s: %s", report.model_name, report.version, report.reason)
-    return {
-        "run_id": report.run_id,
-        "version": report.version,
-        "promoted": report.promoted,
-        "reason": report.reason,
-        "report_dir": str(report.report_dir),
-    }
-
-
-@flow(name="reelrank-data")
-def data_flow(
-    dataset: DatasetName = "ml-100k",
-    source: Path | None = None,
-    synthetic: SyntheticConfig | None = None,
-) -> dict[str, Any]:
-    """Ingest -> validate -> lake + quarantine."""
-    return ingest_task(dataset, source, synthetic)
-
-
 @flow(name="reelrank-features")
 def features_flow(incremental: bool = True) -> dict[str, Any]:
     """Build features -> feast apply -> materialize (incremental after the first run)."""
@@ -158,14 +133,126 @@ def features_flow(incremental: bool = True) -> dict[str, Any]:
     return stats
 
 
+# -------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class TrainingData:
+    """The lake as training reads it: the dataset, its version, the world's truth if any."""
+
+    dataset: Dataset
+    data_version: str
+    truth: GroundTruth | None
+
+
+@task(name="load-lake", cache_policy=NONE)
+def load_lake_task() -> TrainingData:
+    from reelrank.data.ingest import read_lake, read_summary
+
+    settings = get_settings()
+    summary = read_summary(settings.lake_path)
+    truth = None
+    if summary.get("dataset") == "synthetic":
+        from reelrank.data.synthetic import GroundTruth
+
+        truth = GroundTruth.load(Path(summary["source"]))
+    version = str(summary.get("data_version", "unknown"))
+    return TrainingData(read_lake(settings.lake_path), version, truth)
+
+
+@io_task(name="start-run")
+def start_run_task(config: TrainConfig, data: TrainingData) -> TrainingRun:
+    from reelrank.training.steps import start
+
+    return start(get_settings(), config, data.dataset, data.data_version)
+
+
+@io_task(name="load-incumbent")
+def incumbent_task() -> Recommender | None:
+    from reelrank.training.steps import incumbent
+
+    return incumbent(get_settings())
+
+
+@task(name="cross-validate", cache_policy=NONE)
+def cross_validate_task(
+    data: TrainingData, config: TrainConfig, incumbent: Recommender | None
+) -> Evaluation:
+    """Time folds, baselines, the gate's differences and the diagnostics (no I/O)."""
+    from reelrank.training.steps import evaluate
+
+    logger = get_run_logger()
+    return evaluate(data.dataset, config, incumbent, data.truth, logger.info)
+
+
+@io_task(name="log-evaluation")
+def log_evaluation_task(run: TrainingRun, evaluation: Evaluation, config: TrainConfig) -> None:
+    from reelrank.training.steps import log_evaluation
+
+    log_evaluation(run, evaluation, config)
+
+
+@task(name="final-fit", cache_policy=NONE)
+def final_fit_task(data: TrainingData, config: TrainConfig, use_feast: bool) -> Recommender:
+    """The model that ships, its ranker trained on Feast's historical retrieval."""
+    from reelrank.training.steps import fit_final
+
+    provider = None
+    if use_feast:
+        from reelrank.features.feast.providers import FeastOfflineProvider
+        from reelrank.features.feast.store import get_feature_store
+
+        provider = FeastOfflineProvider(get_feature_store(get_settings()))
+    return fit_final(data.dataset, config, provider, get_run_logger().info)
+
+
+@io_task(name="register-and-gate")
+def register_task(
+    run: TrainingRun, model: Recommender, evaluation: Evaluation, config: TrainConfig
+) -> Registration:
+    from reelrank.training.steps import register_and_gate
+
+    registration = register_and_gate(get_settings(), run, model, evaluation, config)
+    get_run_logger().info(
+        "version %s: %s", registration.version.version, registration.decision.reason
+    )
+    return registration
+
+
+@io_task(name="write-report")
+def report_task(
+    run: TrainingRun,
+    config: TrainConfig,
+    evaluation: Evaluation,
+    registration: Registration,
+    seconds: float,
+    data_version: str,
+) -> RunReport:
+    from reelrank.training.steps import finish
+
+    return finish(get_settings(), run, config, evaluation, registration, seconds, data_version)
+
+
 @flow(name="reelrank-train")
 def train_flow(
     config_fields: dict[str, Any] | None = None, use_feast: bool = True
 ) -> dict[str, Any]:
-    """Train, evaluate, log, register and gate the promotion."""
-    return train_task(config_fields or {}, use_feast)
+    """Cross-validate, fit, register, gate the promotion and report (one task each)."""
+    started = time.perf_counter()
+    config = TrainConfig(**(config_fields or {}))
+    data = load_lake_task()
+    run = start_run_task(config, data)
+    evaluation = cross_validate_task(data, config, incumbent_task())
+    log_evaluation_task(run, evaluation, config)
+    model = final_fit_task(data, config, use_feast)
+    registration = register_task(run, model, evaluation, config)
+    seconds = time.perf_counter() - started
+    report = report_task(run, config, evaluation, registration, seconds, data.data_version)
+    return {
+        **asdict(report.summary),
+        "report_dir": str(get_settings().reports_path / config.dataset),
+    }
 
 
+# -------------------------------------------------------------------------- pipeline
 @flow(name="reelrank-pipeline")
 def reelrank_pipeline(
     dataset: DatasetName = "ml-100k",
@@ -178,12 +265,8 @@ def reelrank_pipeline(
     result: dict[str, Any] = {"data": data_flow(dataset, source, synthetic)}
     result["features"] = features_flow()
     if train:
-        fields = {"dataset": dataset, **(train_config or {})}
-        result["train"] = train_flow(fields)
+        result["train"] = train_flow({"dataset": dataset, **(train_config or {})})
     return result
-
-
-DEPLOYMENT_NAME = "nightly-retrain"
 
 
 def deploy_pipeline(

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         "LRU.",
     )
 
+    plugins: str = Field(
+        default="",
+        description="Comma-separated modules the CLI imports first (they register retrieval "
+        "sources and rankers for --sources and --ranker).",
+    )
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         base = self.data_dir
@@ -146,6 +152,10 @@ class Settings(BaseSettings):
     def reports_path(self) -> Path:
         assert self.reports_dir is not None
         return self.reports_dir
+
+    @property
+    def plugin_modules(self) -> list[str]:
+        return [name.strip() for name in self.plugins.split(",") if name.strip()]
 
     @property
     def tracking_uri(self) -> str:

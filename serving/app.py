@@ -22,7 +22,8 @@ from reelrank.config import Settings, get_settings
 from serving.api.main import ROUTERS
 from serving.feedback import FeedbackLog
 from serving.metrics import ServingMetrics
-from serving.service import ModelState, RecommendationService, ServiceUnavailableError
+from serving.service import RecommendationService, ServiceUnavailableError
+from serving.state import ModelState
 
 logger = logging.getLogger(__name__)
 

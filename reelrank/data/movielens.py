@@ -31,7 +31,7 @@ from typing import Final, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from reelrank.data import schema as s
+from reelrank import schema as s
 from reelrank.data.io import atomic_path, sha256_file
 from reelrank.data.validation import (
     LINE,

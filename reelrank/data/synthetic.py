@@ -1,6 +1,6 @@
 """A seeded synthetic streaming service whose ground truth is kept.
 
-The world has users with latent tastes (over :data:`~reelrank.data.schema.GENRE_VOCAB`
+The world has users with latent tastes (over :data:`~reelrank.schema.GENRE_VOCAB`
 and over ``n_factors`` latent factors) and side information that is mildly
 correlated with those tastes; items with one to three genres, latent factors,
 a quality bias, a power-law popularity and a release date (a share of the
@@ -53,7 +53,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtr
 
 from reelrank.data.io import AtomicBatch
-from reelrank.data.schema import (
+from reelrank.schema import (
     AGE,
     EARLIEST_TIMESTAMP,
     EVENTS_SCHEMA,
@@ -62,8 +62,10 @@ from reelrank.data.schema import (
     GENRES,
     ITEM_ID,
     OCCUPATION,
+    RANK,
     RATING,
     RELEASE_DATE,
+    SCORE,
     TIMESTAMP,
     TITLE,
     USER_ID,
@@ -76,8 +78,6 @@ logger = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-SCORE: Final = "score"
-RANK: Final = "rank"
 RATING_MIN: Final = 1.0
 RATING_MAX: Final = 5.0
 DATASET_NAME: Final = "synthetic"
@@ -912,7 +912,7 @@ class SyntheticWorld:
         return chunks[0]
 
     def to_dataset(self) -> Dataset:
-        """The world as a :class:`~reelrank.data.schema.Dataset` (materialises every event)."""
+        """The world as a :class:`~reelrank.schema.Dataset` (materialises every event)."""
         return Dataset(
             events=self.events(),
             users=self.users.copy(),

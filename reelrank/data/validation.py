@@ -35,7 +35,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
-from reelrank.data import schema as s
+from reelrank import schema as s
 from reelrank.exceptions import ValidationError
 
 # Reasons (the values of the quarantine frames' ``reason`` column).
@@ -330,7 +330,7 @@ def _check_columns(table: RawTable) -> None:
     if missing:
         raise ValidationError(
             f"table {table.name!r} lacks column(s) {missing}; a source must provide every "
-            f"canonical column {expected} (see reelrank/data/schema.py)."
+            f"canonical column {expected} (see reelrank/schema.py)."
         )
 
 

@@ -49,11 +49,9 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
 
-from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.evaluation.errors import EvaluationError
+from reelrank.schema import ITEM_ID, RANK, SCORE, USER_ID
 
-SCORE: Final = "score"
-RANK: Final = "rank"
 DEFAULT_K: Final = 10
 
 PRECISION: Final = "precision"

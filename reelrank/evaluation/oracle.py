@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.data.synthetic import GroundTruth
 from reelrank.evaluation.metrics import ndcg_at_k
 from reelrank.evaluation.splits import TimeFold, build_relevant
+from reelrank.schema import ITEM_ID, USER_ID
 
 
 def true_preference_share(
@@ -78,3 +78,9 @@ def oracle_comparison(
             }
         )
     return rows
+
+
+def oracle_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """The per-fold rows of :func:`oracle_comparison` averaged over folds, one per model."""
+    means = rows.groupby("model", sort=False).mean(numeric_only=True)
+    return means.drop(columns="fold", errors="ignore").reset_index()

@@ -20,9 +20,9 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.evaluation.errors import EvaluationError
-from reelrank.evaluation.metrics import DEFAULT_K, RANK, RANKING_METRICS, per_user_metrics
+from reelrank.evaluation.metrics import DEFAULT_K, RANKING_METRICS, per_user_metrics
+from reelrank.schema import ITEM_ID, RANK, USER_ID
 
 ALL_USERS: Final = "all"
 COLD_START_USERS: Final = "cold_start_users"

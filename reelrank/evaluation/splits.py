@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from reelrank.data.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID
 from reelrank.evaluation.errors import EvaluationError
+from reelrank.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID
 
 logger = logging.getLogger(__name__)
 

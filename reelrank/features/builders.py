@@ -33,7 +33,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from reelrank.data.schema import (
+from reelrank.exceptions import ValidationError
+from reelrank.features import columns as cols
+from reelrank.schema import (
     AGE,
     EVENT_TIMESTAMP,
     GENDER,
@@ -47,8 +49,6 @@ from reelrank.data.schema import (
     USER_ID,
     ZIP_CODE,
 )
-from reelrank.exceptions import ValidationError
-from reelrank.features import columns as cols
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
     if missing:
         raise ValidationError(
             f"{what} frame lacks column(s) {missing}; pass the canonical lake frame "
-            "(see reelrank/data/schema.py)."
+            "(see reelrank/schema.py)."
         )
 
 
@@ -198,41 +198,8 @@ def _float32(values: np.ndarray) -> np.ndarray:
     return values.astype("float32")
 
 
-def build_user_features(
-    events: pd.DataFrame,
-    users: pd.DataFrame,
-    items: pd.DataFrame,
-    end: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """Daily point-in-time user features.
-
-    Args:
-        events: canonical events (``user_id, item_id, rating, timestamp`` UTC).
-        users: canonical users; ``age``, ``gender``, ``occupation``, ``zip_code`` are used
-            when present (missing columns or values become -1 / NaN).
-        items: canonical items (``item_id, genres``) for genre shares.
-        end: last snapshot day (floored to midnight UTC); default: the midnight after the
-            last event.
-
-    Returns:
-        One row per (user, snapshot day) as described in the module docstring:
-        ``user_id``, ``event_timestamp`` (UTC midnight) and
-        :data:`~reelrank.features.columns.USER_FEATURES`. Counts and encoded categoricals
-        are int64 (-1 unknown), the rest float32. Sorted by user, time. Genre shares are
-        over the user's whole history up to the snapshot (share of their events whose item
-        has the genre; a multi-genre item counts for each genre).
-        ``user_mean_item_log_pop`` is the mean, over the user's events, of
-        ``log(1 + item events in the 30 days before the event's day)``.
-    """
-    started = time.perf_counter()
-    ev = _event_days(events)
-    columns = [USER_ID, EVENT_TIMESTAMP, *cols.USER_FEATURES]
-    if ev.empty:
-        return pd.DataFrame(columns=columns)
-    end_snap = _end_snapshot(ev["day"], end)
-    genres = _genre_matrix(items)
-    side = _encode_side_info(users)
-
+def _user_day_cumulants(ev: pd.DataFrame, genres: pd.DataFrame) -> pd.DataFrame:
+    """One row per (user, active snapshot day) with cumulative sums, and run starts."""
     genre_sums = ", ".join(f"sum(coalesce(g.{g}, 0)) AS {g}" for g in _GENRE_TMP)
     cum_w = f"(PARTITION BY {USER_ID} ORDER BY {_SNAP} ROWS UNBOUNDED PRECEDING)"
     genre_cums = ", ".join(f"sum({g}) OVER {cum_w} AS c{g}" for g in _GENRE_TMP)
@@ -268,6 +235,66 @@ def build_user_features(
         cum = con.execute(sql).df()
     finally:
         con.close()
+    return cum
+
+
+def _add_side_and_genres(
+    out: dict[str, np.ndarray],
+    side: pd.DataFrame,
+    cum: pd.DataFrame,
+    position: np.ndarray,
+    grid_user: np.ndarray,
+) -> None:
+    """The encoded side information and the genre shares of every grid row, into ``out``."""
+    total = cum["cn"].to_numpy("float64")[position]
+    side_rows = pd.Index(side[USER_ID]).get_indexer(grid_user)
+    known = side_rows >= 0
+    for name in (cols.USER_AGE, cols.USER_GENDER, cols.USER_OCCUPATION, cols.USER_ZIP_REGION):
+        values = side[name].to_numpy()
+        if name == cols.USER_AGE:
+            out[name] = np.where(known, values[side_rows], np.nan).astype("float32")
+        else:
+            out[name] = np.where(known, values[side_rows], UNKNOWN_CODE).astype("int64")
+    for g, name in zip(_GENRE_TMP, cols.USER_GENRE_SHARE, strict=True):
+        out[name] = _float32(cum[f"c{g}"].to_numpy("float64")[position] / total)
+
+
+def build_user_features(
+    events: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    end: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Daily point-in-time user features.
+
+    Args:
+        events: canonical events (``user_id, item_id, rating, timestamp`` UTC).
+        users: canonical users; ``age``, ``gender``, ``occupation``, ``zip_code`` are used
+            when present (missing columns or values become -1 / NaN).
+        items: canonical items (``item_id, genres``) for genre shares.
+        end: last snapshot day (floored to midnight UTC); default: the midnight after the
+            last event.
+
+    Returns:
+        One row per (user, snapshot day) as described in the module docstring:
+        ``user_id``, ``event_timestamp`` (UTC midnight) and
+        :data:`~reelrank.features.columns.USER_FEATURES`. Counts and encoded categoricals
+        are int64 (-1 unknown), the rest float32. Sorted by user, time. Genre shares are
+        over the user's whole history up to the snapshot (share of their events whose item
+        has the genre; a multi-genre item counts for each genre).
+        ``user_mean_item_log_pop`` is the mean, over the user's events, of
+        ``log(1 + item events in the 30 days before the event's day)``.
+    """
+    started = time.perf_counter()
+    ev = _event_days(events)
+    columns = [USER_ID, EVENT_TIMESTAMP, *cols.USER_FEATURES]
+    if ev.empty:
+        return pd.DataFrame(columns=columns)
+    end_snap = _end_snapshot(ev["day"], end)
+    genres = _genre_matrix(items)
+    side = _encode_side_info(users)
+
+    cum = _user_day_cumulants(ev, genres)
 
     user = cum[USER_ID].to_numpy("int64")
     snap = cum[_SNAP].to_numpy("int64")
@@ -307,16 +334,7 @@ def build_user_features(
         grid_snap - snap[position] + 1, cols.RECENCY_CAP_DAYS
     ).astype("int64")
     out[cols.USER_MEAN_ITEM_LOG_POP] = _float32(cum["cslp"].to_numpy("float64")[position] / total)
-    side_rows = pd.Index(side[USER_ID]).get_indexer(grid_user)
-    known = side_rows >= 0
-    for name in (cols.USER_AGE, cols.USER_GENDER, cols.USER_OCCUPATION, cols.USER_ZIP_REGION):
-        values = side[name].to_numpy()
-        if name == cols.USER_AGE:
-            out[name] = np.where(known, values[side_rows], np.nan).astype("float32")
-        else:
-            out[name] = np.where(known, values[side_rows], UNKNOWN_CODE).astype("int64")
-    for g, name in zip(_GENRE_TMP, cols.USER_GENRE_SHARE, strict=True):
-        out[name] = _float32(cum[f"c{g}"].to_numpy("float64")[position] / total)
+    _add_side_and_genres(out, side, cum, position, grid_user)
     out[EVENT_TIMESTAMP] = grid_snap
     table = pd.DataFrame(out)
     table[EVENT_TIMESTAMP] = _day_to_timestamp(table[EVENT_TIMESTAMP])
@@ -330,6 +348,44 @@ def build_user_features(
         time.perf_counter() - started,
     )
     return table
+
+
+def _item_catalog(items: pd.DataFrame, ev: pd.DataFrame) -> pd.DataFrame:
+    """Every item (catalogue and events) with its release day, sorted by id."""
+    catalog = pd.DataFrame({ITEM_ID: items[ITEM_ID].to_numpy(dtype="int64")})
+    if RELEASE_DATE in items.columns:
+        catalog["release_day"] = _days(items[RELEASE_DATE]).astype("float64").to_numpy()
+    else:
+        catalog["release_day"] = np.nan
+    extra = np.setdiff1d(ev[ITEM_ID].unique(), catalog[ITEM_ID].to_numpy())
+    if len(extra):
+        logger.warning("%d item ids in events are not in the catalog", len(extra))
+        catalog = pd.concat(
+            [catalog, pd.DataFrame({ITEM_ID: extra, "release_day": np.nan})], ignore_index=True
+        )
+    catalog = catalog.drop_duplicates(ITEM_ID).sort_values(ITEM_ID, ignore_index=True)
+    return catalog
+
+
+def _item_day_cumulants(ev: pd.DataFrame, end_snap: int) -> pd.DataFrame:
+    """One row per (item, snapshot day with events) with cumulative counts and sums."""
+    sql = f"""
+    WITH item_day AS (
+        SELECT {ITEM_ID}, day + 1 AS {_SNAP}, count(*) AS n, sum({RATING}) AS s
+        FROM ev WHERE day + 1 <= {end_snap} GROUP BY ALL
+    )
+    SELECT {ITEM_ID}, {_SNAP}, n, s, sum(n) OVER w AS cn, sum(s) OVER w AS cs
+    FROM item_day
+    WINDOW w AS (PARTITION BY {ITEM_ID} ORDER BY {_SNAP} ROWS UNBOUNDED PRECEDING)
+    ORDER BY {ITEM_ID}, {_SNAP}
+    """
+    con = duckdb.connect()
+    try:
+        con.register("ev", ev)
+        cum = con.execute(sql).df()
+    finally:
+        con.close()
+    return cum
 
 
 def build_item_features(
@@ -366,38 +422,12 @@ def build_item_features(
     end_snap = _end_snapshot(ev["day"], end)
     first_snap = int(ev["day"].min()) + 1
     genres = _genre_matrix(items)
-    catalog = pd.DataFrame({ITEM_ID: items[ITEM_ID].to_numpy(dtype="int64")})
-    if RELEASE_DATE in items.columns:
-        catalog["release_day"] = _days(items[RELEASE_DATE]).astype("float64").to_numpy()
-    else:
-        catalog["release_day"] = np.nan
-    extra = np.setdiff1d(ev[ITEM_ID].unique(), catalog[ITEM_ID].to_numpy())
-    if len(extra):
-        logger.warning("%d item ids in events are not in the catalog", len(extra))
-        catalog = pd.concat(
-            [catalog, pd.DataFrame({ITEM_ID: extra, "release_day": np.nan})], ignore_index=True
-        )
-    catalog = catalog.drop_duplicates(ITEM_ID).sort_values(ITEM_ID, ignore_index=True)
+    catalog = _item_catalog(items, ev)
     n_days = max(end_snap - first_snap + 1, 0)
     if n_days == 0:
         return pd.DataFrame(columns=columns)
 
-    sql = f"""
-    WITH item_day AS (
-        SELECT {ITEM_ID}, day + 1 AS {_SNAP}, count(*) AS n, sum({RATING}) AS s
-        FROM ev WHERE day + 1 <= {end_snap} GROUP BY ALL
-    )
-    SELECT {ITEM_ID}, {_SNAP}, n, s, sum(n) OVER w AS cn, sum(s) OVER w AS cs
-    FROM item_day
-    WINDOW w AS (PARTITION BY {ITEM_ID} ORDER BY {_SNAP} ROWS UNBOUNDED PRECEDING)
-    ORDER BY {ITEM_ID}, {_SNAP}
-    """
-    con = duckdb.connect()
-    try:
-        con.register("ev", ev)
-        cum = con.execute(sql).df()
-    finally:
-        con.close()
+    cum = _item_day_cumulants(ev, end_snap)
 
     # Global prior: mean of all events before each snapshot day.
     days = np.arange(first_snap, end_snap + 1, dtype="int64")

@@ -10,7 +10,7 @@ import re
 from datetime import timedelta
 from typing import Final
 
-from reelrank.data.schema import GENRE_VOCAB
+from reelrank.schema import GENRE_VOCAB
 
 WINDOWS_DAYS: Final[tuple[int, ...]] = (7, 30, 90)
 """Rolling windows (days) of the activity and popularity features."""
@@ -113,3 +113,6 @@ CROSS_FEATURES: Final[tuple[str, ...]] = (
 
 RANKER_FEATURES: Final[tuple[str, ...]] = USER_FEATURES + ITEM_FEATURES + CROSS_FEATURES
 """Everything a ranker sees: stored user and item features plus the request-time ones."""
+
+CATEGORICAL_FEATURES: Final[tuple[str, ...]] = (USER_GENDER, USER_OCCUPATION, USER_ZIP_REGION)
+"""Encoded categoricals (codes, -1 unknown): tree rankers split them as categories."""

@@ -19,9 +19,9 @@ import numba
 import numpy as np
 import pandas as pd
 
-from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.exceptions import ValidationError
 from reelrank.features import columns as cols
+from reelrank.schema import ITEM_ID, USER_ID
 
 
 def cross_features(

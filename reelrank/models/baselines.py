@@ -14,9 +14,9 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
-from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.exceptions import NotFittedError
 from reelrank.models.retrieval import RANK, SCORE
+from reelrank.schema import ITEM_ID, USER_ID
 
 RECOMMENDATION_COLUMNS = [USER_ID, ITEM_ID, SCORE, RANK]
 

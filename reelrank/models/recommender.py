@@ -3,186 +3,128 @@
 ``Recommender().fit(events)`` works on any canonical events frame; ``users``/``items`` add
 side information (demographics, genres) through the library feature builders. The fitted
 object is what the pipeline trains, MLflow stores and the service loads (it pickles; it holds
-numpy arrays, a LightGBM booster and a small latest-value feature snapshot).
+numpy arrays, a LightGBM booster, a small latest-value feature snapshot and the catalogue).
 
-How ``fit`` trains the ranker without leakage (per label window, see ``ranker_windows``):
+Composition, in scikit-learn's style: ``sources`` is a list of ``(name, source)`` steps and
+``ranker`` an estimator (or a registered name), so nested hyperparameters work with
+``get_params``/``set_params``/``clone`` (``sources__ease__l2``, ``ranker__n_estimators``)
+and a new source or ranker is one class plus a registration, no edit here.
+``random_state`` seeds every random choice: sampling, and every source or ranker parameter
+ending in ``random_state`` that is left ``None``.
 
-1. ``cutoff`` = the ``1 - ranker_label_fraction`` time quantile of the events, floored to a
-   UTC midnight (features are daily snapshots);
-2. the retrieval sources are fitted on events before ``cutoff`` only;
-3. candidates are generated for the users active after ``cutoff`` (unseen items only);
-4. labels are their interactions after ``cutoff`` (graded by rating, or binary);
-5. user/item features are taken as of ``cutoff`` from a feature provider built from events
-   before ``cutoff`` only (or the provider passed in, queried point-in-time);
-6. the ranker is trained on (candidates, features, labels); then every source is refitted
-   on all events for serving.
+How ``fit`` trains the ranker without leakage: :mod:`reelrank.models.training_set`; then
+every source is refitted on all events for serving. The ranker's columns are fixed by the
+fitted :class:`~reelrank.models.layout.FeatureLayout` (``layout_``), which serving asks for.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, Self
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 
-from reelrank.data.schema import (
-    GENRES,
-    ITEM_ID,
-    RATING,
-    RELEASE_DATE,
-    TIMESTAMP,
-    TITLE,
-    USER_ID,
-)
 from reelrank.exceptions import NotFittedError, ValidationError
-from reelrank.features.provider import FeatureProvider
-from reelrank.models.ranker import (
-    LABEL,
+from reelrank.features.columns import CATEGORICAL_FEATURES, CROSS_FEATURES
+from reelrank.features.protocol import FeatureProvider
+from reelrank.models.catalogue import Catalogue
+from reelrank.models.interactions import USER_CHUNK, InteractionMatrix
+from reelrank.models.layout import FeatureLayout
+from reelrank.models.rankers import ReciprocalRankFusion
+from reelrank.models.ranking import (
     Ranker,
-    group_sizes,
     make_ranker,
     numeric_columns,
-    relevance_labels,
     to_float_matrix,
+    uses_features,
 )
 from reelrank.models.retrieval import (
-    RANK,
-    SCORE,
-    USER_CHUNK,
     CandidateSource,
-    InteractionMatrix,
     RetrievedBlock,
     make_source,
     retrieve,
     retrieve_block,
 )
+from reelrank.models.training_set import (
+    LabelWindow,
+    RankerTrainingSet,
+    best_ratings,
+    feature_snapshot_end,
+    keep_groups_with_positives,
+    label_windows,
+    pair_labels,
+    sample_label_users,
+)
+from reelrank.schema import (
+    GENRES,
+    ITEM_ID,
+    RANK,
+    RATING,
+    RECOMMENDATION_COLUMNS,
+    RELEASE_DATE,
+    SCORE,
+    TIMESTAMP,
+    TITLE,
+    USER_ID,
+)
 
 logger = logging.getLogger(__name__)
 
-HISTORY_LENGTH: Final = "history_length"
-RRF: Final = "rrf"
-RRF_K: Final = 60.0
-DAY: Final = pd.Timedelta(days=1)
-CATEGORICAL_FEATURES: Final = ("user_gender", "user_occupation", "user_zip_region")
+SourceSteps = Sequence[tuple[str, CandidateSource]]
+SOURCES_PARAM = "sources"
 
 
-class SnapshotFeatureProvider:
-    """Latest feature values held in memory; ``as_of`` is ignored (like an online store).
-
-    Args:
-        user_frame: features indexed by ``user_id``.
-        item_frame: features indexed by ``item_id``.
-    """
-
-    def __init__(self, user_frame: pd.DataFrame, item_frame: pd.DataFrame) -> None:
-        self.user_frame = user_frame
-        self.item_frame = item_frame
-
-    def user_features(self, user_ids: Sequence[int], as_of: pd.Timestamp) -> pd.DataFrame:
-        return _lookup(self.user_frame, user_ids, USER_ID)
-
-    def item_features(self, item_ids: Sequence[int], as_of: pd.Timestamp) -> pd.DataFrame:
-        return _lookup(self.item_frame, item_ids, ITEM_ID)
+DEFAULT_SOURCES: Final = ("popularity", "ease", "mf")
 
 
-def _lookup(frame: pd.DataFrame, ids: Sequence[int], name: str) -> pd.DataFrame:
-    """Rows of ``frame`` for ``ids`` in order; unknown ids as NaN rows (fast when all known)."""
-    index = pd.Index(np.asarray(ids, dtype=np.int64), name=name)
-    positions = frame.index.get_indexer(index)
-    if (positions >= 0).all():
-        out = frame.iloc[positions]
-        out.index = index
-        return out
-    return frame.reindex(index)
+def default_sources() -> list[tuple[str, CandidateSource]]:
+    """Recency-weighted popularity, EASE and ALS matrix factorisation (fresh objects, with
+    their classes' default hyperparameters)."""
+    return [(name, make_source(name)) for name in DEFAULT_SOURCES]
 
 
-def feature_snapshot_end(events: pd.DataFrame) -> pd.Timestamp:
-    """The first snapshot day that knows every event: the midnight after the last one."""
-    return pd.Timestamp(events[TIMESTAMP].max()).floor("D") + DAY
+def default_ranker() -> Ranker:
+    """LightGBM LambdaRank (see :class:`~reelrank.models.rankers.LGBMRanker`)."""
+    return make_ranker("lgbm-lambdarank")
 
 
 def library_feature_provider(
     events: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, end: pd.Timestamp | None
 ) -> FeatureProvider:
     """The in-memory provider over the library's point-in-time tables (built from ``events``)."""
-    from reelrank.features import (
-        InMemoryFeatureProvider,
-        build_item_features,
-        build_user_features,
-    )
+    from reelrank.features import InMemoryFeatureProvider, build_item_features, build_user_features
 
     user_table = build_user_features(events, users, items, end=end)
     item_table = build_item_features(events, items, end=end)
     return InMemoryFeatureProvider(user_table, item_table)
 
 
-@dataclass(frozen=True)
-class RankerTrainingSet:
-    """The ranker's training data: one row per (window, user, candidate item)."""
-
-    pairs: pd.DataFrame  # user_id, item_id, label, cutoff
-    X: np.ndarray
-    y: np.ndarray
-    group_sizes: np.ndarray
-    feature_names: list[str]
-    cutoffs: list[pd.Timestamp]
-
-
-def _validate_events(events: pd.DataFrame) -> pd.DataFrame:
-    required = [USER_ID, ITEM_ID, RATING, TIMESTAMP]
-    missing = [c for c in required if c not in events.columns]
-    if missing:
-        raise ValidationError(
-            f"events frame lacks columns {missing}; expected the canonical events frame "
-            f"({', '.join(required)})."
-        )
-    if events.empty:
-        raise ValidationError("events frame is empty; fit needs at least one interaction.")
-    frame = events[required].copy()
-    frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True)
-    return frame.sort_values([TIMESTAMP, USER_ID, ITEM_ID], kind="stable", ignore_index=True)
-
-
-def _side_frames(
-    events: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The given side frames, or minimal ones (ids only) built from the events."""
-    if users is None:
-        users = pd.DataFrame({USER_ID: np.unique(events[USER_ID].to_numpy(dtype=np.int64))})
-    if items is None:
-        ids = np.unique(events[ITEM_ID].to_numpy(dtype=np.int64))
-        items = pd.DataFrame(
-            {
-                ITEM_ID: ids,
-                TITLE: pd.Series(pd.NA, index=range(len(ids)), dtype="string"),
-                GENRES: [[] for _ in ids],
-                RELEASE_DATE: pd.Series(pd.NaT, index=range(len(ids)), dtype="datetime64[ns, UTC]"),
-            }
-        )
-    return users, items
+def seeded(estimator: Any, seed: int | None) -> Any:
+    """A clone of ``estimator`` whose unset (``None``) ``*random_state`` params are ``seed``."""
+    out = clone(estimator)
+    unset = {
+        key: seed
+        for key, value in out.get_params(deep=True).items()
+        if key.split("__")[-1] == "random_state" and value is None
+    }
+    return out.set_params(**unset) if unset else out
 
 
 class Recommender(BaseEstimator):
     """Two-stage recommender: candidate sources, then a learning-to-rank model.
 
     Args:
-        sources: retrieval sources by registry name (``popularity``, ``ease``, ``mf``,
-            ``itemknn``).
+        sources: ``(name, source)`` steps (names become feature names, ``<name>_score``);
+            ``None``: :func:`default_sources`, built fresh for this instance.
         n_candidates: top items taken from each source (the union goes to the ranker).
-        popularity_half_life_days: recency weighting of the popularity source.
-        ease_l2: EASE ridge strength.
-        mf_algorithm / mf_factors / mf_regularization / mf_alpha / mf_iterations:
-            the ``implicit`` matrix factorisation (``als`` or ``bpr``).
-        itemknn_neighbours: neighbours kept per item by the item-kNN source.
-        ranker: ranker registry name (``lgbm-lambdarank``, ``lgbm-binary``,
-            ``sklearn-logreg``, ``scratch-logreg``, ``scratch-mlp``) or ``rrf`` (no learning:
-            reciprocal-rank fusion of the sources).
-        ranker_params: extra keyword arguments for the ranker.
+        ranker: a ranker estimator or a registered name (``lgbm-lambdarank``,
+            ``lgbm-binary``, ``sklearn-logreg``, ``scratch-logreg``, ``scratch-mlp``,
+            ``rrf``: no learning); ``None``: LightGBM LambdaRank, built fresh.
         ranker_label_fraction: share of the most recent events used as labels per window.
         ranker_windows: number of stacked label windows (more training groups).
         ranker_max_users: cap on label users per window (sampled with ``random_state``).
@@ -193,23 +135,14 @@ class Recommender(BaseEstimator):
         relevance_threshold: rating from which an interaction counts as a strong positive.
         use_features: use the user/item/cross features of the feature provider (else the
             ranker sees retrieval scores and history length only).
-        random_state: seed for every random choice (sources, sampling, ranker).
+        random_state: seed for every random choice (see the module docstring).
     """
 
     def __init__(
         self,
-        sources: tuple[str, ...] = ("popularity", "ease", "mf"),
+        sources: SourceSteps | None = None,
         n_candidates: int = 100,
-        popularity_half_life_days: float = 30.0,
-        ease_l2: float = 300.0,
-        mf_algorithm: str = "als",
-        mf_factors: int = 64,
-        mf_regularization: float = 0.05,
-        mf_alpha: float = 2.0,
-        mf_iterations: int = 20,
-        itemknn_neighbours: int = 100,
-        ranker: str = "lgbm-lambdarank",
-        ranker_params: dict[str, Any] | None = None,
+        ranker: Ranker | str | None = None,
         ranker_label_fraction: float = 0.07,
         ranker_windows: int = 6,
         ranker_max_users: int | None = 1500,
@@ -219,18 +152,10 @@ class Recommender(BaseEstimator):
         use_features: bool = True,
         random_state: int | None = 0,
     ) -> None:
-        self.sources = sources
+        # None builds fresh defaults per instance: set_params must never edit a shared object.
+        self.sources = default_sources() if sources is None else sources
         self.n_candidates = n_candidates
-        self.popularity_half_life_days = popularity_half_life_days
-        self.ease_l2 = ease_l2
-        self.mf_algorithm = mf_algorithm
-        self.mf_factors = mf_factors
-        self.mf_regularization = mf_regularization
-        self.mf_alpha = mf_alpha
-        self.mf_iterations = mf_iterations
-        self.itemknn_neighbours = itemknn_neighbours
-        self.ranker = ranker
-        self.ranker_params = ranker_params
+        self.ranker = default_ranker() if ranker is None else ranker
         self.ranker_label_fraction = ranker_label_fraction
         self.ranker_windows = ranker_windows
         self.ranker_max_users = ranker_max_users
@@ -240,34 +165,39 @@ class Recommender(BaseEstimator):
         self.use_features = use_features
         self.random_state = random_state
 
+    # ------------------------------------------------------------- nested parameters
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Parameters; with ``deep``, also ``sources__<name>``, ``sources__<name>__<p>`` and
+        ``ranker__<p>``, as scikit-learn's ``Pipeline`` names its steps' parameters."""
+        params = super().get_params(deep=deep)
+        if deep:
+            for name, source in self.sources:
+                params[f"{SOURCES_PARAM}__{name}"] = source
+                for key, value in source.get_params(deep=True).items():
+                    params[f"{SOURCES_PARAM}__{name}__{key}"] = value
+        return params
+
+    def set_params(self, **params: Any) -> Self:
+        """Set parameters, including ``sources__<name>[__<p>]`` (see :meth:`get_params`)."""
+        prefix = f"{SOURCES_PARAM}__"
+        nested = {k: params.pop(k) for k in list(params) if k.startswith(prefix)}
+        super().set_params(**params)
+        if nested:
+            steps = dict(self.sources)
+            for key, value in nested.items():
+                name, _, rest = key.removeprefix(prefix).partition("__")
+                if name not in steps:
+                    raise ValidationError(
+                        f"{key}: no source named {name!r}; sources are {', '.join(steps)}."
+                    )
+                if rest:
+                    steps[name].set_params(**{rest: value})
+                else:
+                    steps[name] = value
+            self.sources = list(steps.items())
+        return self
+
     # ------------------------------------------------------------------ building blocks
-    def _make_sources(self) -> dict[str, CandidateSource]:
-        params: dict[str, dict[str, Any]] = {
-            "popularity": {"half_life_days": self.popularity_half_life_days},
-            "ease": {"l2": self.ease_l2},
-            "mf": {
-                "algorithm": self.mf_algorithm,
-                "factors": self.mf_factors,
-                "regularization": self.mf_regularization,
-                "alpha": self.mf_alpha,
-                "iterations": self.mf_iterations,
-                "random_state": self.random_state,
-            },
-            "itemknn": {"neighbours": self.itemknn_neighbours},
-        }
-        if not self.sources:
-            raise ValidationError("sources is empty; give at least one retrieval source.")
-        return {name: make_source(name, **params.get(name, {})) for name in self.sources}
-
-    def _fit_sources(
-        self, events: pd.DataFrame, catalogue: np.ndarray | None
-    ) -> tuple[InteractionMatrix, dict[str, CandidateSource]]:
-        matrix = InteractionMatrix.from_events(events, catalogue=catalogue)
-        sources = self._make_sources()
-        for source in sources.values():
-            source.fit(matrix)
-        return matrix, sources
-
     def _check_params(self) -> None:
         if not 0.0 < self.ranker_label_fraction < 0.5:
             raise ValidationError(
@@ -277,80 +207,34 @@ class Recommender(BaseEstimator):
             raise ValidationError(f"ranker_windows={self.ranker_windows} must be at least 1.")
         if self.n_candidates < 1:
             raise ValidationError(f"n_candidates={self.n_candidates} must be at least 1.")
+        names = [name for name, _ in self.sources]
+        if not names:
+            raise ValidationError("sources is empty; give at least one retrieval source.")
+        if len(set(names)) != len(names):
+            raise ValidationError(f"source names must be unique, got {names}.")
 
-    def _cutoffs(self, events: pd.DataFrame) -> list[pd.Timestamp]:
-        """Label-window starts, newest first, floored to midnight; empty if data is too short."""
-        timestamps = events[TIMESTAMP]
-        first = timestamps.min()
-        cutoffs: list[pd.Timestamp] = []
-        for window in range(1, self.ranker_windows + 1):
-            quantile = 1.0 - self.ranker_label_fraction * window
-            cutoff: pd.Timestamp = pd.Timestamp(timestamps.quantile(quantile)).floor("D")  # type: ignore[arg-type]
-            if cutoff <= first or (cutoffs and cutoff >= cutoffs[-1]):
-                break
-            cutoffs.append(cutoff)
-        return cutoffs
+    def _new_ranker(self) -> Ranker:
+        ranker = make_ranker(self.ranker) if isinstance(self.ranker, str) else self.ranker
+        return seeded(ranker, self.random_state)
 
-    def _label_windows(
-        self, events: pd.DataFrame, rng: np.random.Generator
-    ) -> Iterator[tuple[pd.Timestamp, pd.DataFrame, pd.DataFrame]]:
-        """(feature time, events the sources and features see, label events) per window.
+    def _fit_sources(
+        self, events: pd.DataFrame, catalogue: np.ndarray | None
+    ) -> tuple[InteractionMatrix, dict[str, CandidateSource]]:
+        matrix = InteractionMatrix.from_events(events, catalogue=catalogue)
+        sources = {name: seeded(source, self.random_state) for name, source in self.sources}
+        for source in sources.values():
+            source.fit(matrix)
+        return matrix, sources
 
-        ``time``: the label events are the newest ``ranker_label_fraction`` of events before
-        the previous window; ``random``: a random ``ranker_label_fraction`` of all events
-        (for random-holdout protocols), features as of the end of the data.
-        """
-        if self.ranker_holdout == "time":
-            cutoffs = self._cutoffs(events)
-            for window, cutoff in enumerate(cutoffs):
-                after = events[events[TIMESTAMP] >= cutoff]
-                if window > 0:
-                    after = after[after[TIMESTAMP] < cutoffs[window - 1]]
-                yield cutoff, events[events[TIMESTAMP] < cutoff], after
-        elif self.ranker_holdout == "random":
-            end = pd.Timestamp(events[TIMESTAMP].max()).floor("D") + DAY
-            for _ in range(self.ranker_windows):
-                held = rng.random(len(events)) < self.ranker_label_fraction
-                yield end, events[~held], events[held]
-        else:
-            raise ValidationError(
-                f"unknown ranker_holdout {self.ranker_holdout!r}; use 'time' or 'random'."
-            )
-
-    def _features(
-        self,
-        block: RetrievedBlock,
-        user_ids: np.ndarray,
-        matrix: InteractionMatrix,
-        provider: FeatureProvider | None,
-        as_of: pd.Timestamp,
-    ) -> tuple[np.ndarray, list[str]]:
-        """Feature matrix of a retrieved block (same code for training and serving)."""
-        rows_in_matrix = matrix.user_rows(user_ids)
-        history = np.diff(matrix.seen.indptr).astype(np.float32)
-        history_per_user = np.where(rows_in_matrix >= 0, history[rows_in_matrix], 0.0)
-        parts = [block.features, history_per_user[block.rows, None].astype(np.float32)]
-        names = [*block.feature_names, HISTORY_LENGTH]
-        if provider is not None:
-            from reelrank.features import CROSS_FEATURES, cross_features
-
-            item_cols = np.unique(block.item_columns)
-            item_ids = matrix.item_ids[item_cols]
-            user_frame = provider.user_features(list(map(int, user_ids)), as_of)
-            item_frame = provider.item_features(list(map(int, item_ids)), as_of)
-            if not hasattr(self, "user_columns_"):
-                self.user_columns_ = numeric_columns(user_frame)
-                self.item_columns_ = numeric_columns(item_frame)
-            U = to_float_matrix(user_frame, self.user_columns_)
-            item_matrix = to_float_matrix(item_frame, self.item_columns_)
-            item_pos = np.searchsorted(item_cols, block.item_columns)
-            pairs = pd.DataFrame(
-                {USER_ID: user_ids[block.rows], ITEM_ID: matrix.item_ids[block.item_columns]}
-            )
-            cross = cross_features(user_frame, item_frame, pairs)
-            parts += [U[block.rows], item_matrix[item_pos], to_float_matrix(cross, CROSS_FEATURES)]
-            names += [*self.user_columns_, *self.item_columns_, *CROSS_FEATURES]
-        return np.hstack(parts), names
+    def _layout(self, provider: FeatureProvider | None, as_of: pd.Timestamp) -> FeatureLayout:
+        """The columns the ranker will read: the provider's numeric user and item features
+        (asked with no ids, for the columns only) and the cross features."""
+        names = tuple(name for name, _ in self.sources)
+        if provider is None:
+            return FeatureLayout(names)
+        user = numeric_columns(provider.user_features([], as_of))
+        item = numeric_columns(provider.item_features([], as_of))
+        return FeatureLayout(names, tuple(user), tuple(item), CROSS_FEATURES)
 
     # ------------------------------------------------------------------------ training
     def training_set(
@@ -359,73 +243,73 @@ class Recommender(BaseEstimator):
         users: pd.DataFrame | None = None,
         items: pd.DataFrame | None = None,
         feature_provider: FeatureProvider | None = None,
+        layout: FeatureLayout | None = None,
     ) -> RankerTrainingSet:
-        """Build the ranker's training data from ``events`` (see the module docstring).
+        """Build the ranker's training data from ``events`` (:mod:`.training_set`).
 
         ``feature_provider``, when given, is queried as of each cutoff (point-in-time, e.g.
         Feast historical retrieval); by default the library provider is built, per window,
-        from the events before that window's cutoff only.
+        from the events before that window's cutoff only. ``layout``: the columns (default:
+        the ones the provider implies).
         """
         self._check_params()
         events = _validate_events(events)
         users, items = _side_frames(events, users, items)
         catalogue = items[ITEM_ID].to_numpy(dtype=np.int64)
         rng = np.random.default_rng(self.random_state)
+        parts: list[tuple[pd.DataFrame, np.ndarray]] = []
         cutoffs: list[pd.Timestamp] = []
-        pair_frames, X_parts, y_parts, group_parts = [], [], [], []
-        names: list[str] = []
-        for cutoff, before, after in self._label_windows(events, rng):
-            if before.empty or after.empty:
-                continue
-            cutoffs.append(cutoff)
-            matrix, sources = self._fit_sources(before, catalogue)
-            label_users = np.unique(after[USER_ID].to_numpy(dtype=np.int64))
-            if self.ranker_max_users is not None and len(label_users) > self.ranker_max_users:
-                label_users = np.sort(rng.choice(label_users, self.ranker_max_users, replace=False))
-            provider = None
-            if self.use_features:
-                provider = feature_provider or library_feature_provider(
-                    before, users, items, end=cutoff
-                )
-            labels = after.groupby([USER_ID, ITEM_ID], sort=False)[RATING].max()
-            for start in range(0, len(label_users), USER_CHUNK):
-                chunk = label_users[start : start + USER_CHUNK]
-                block = retrieve_block(sources, matrix, chunk, self.n_candidates)
-                X, names = self._features(block, chunk, matrix, provider, cutoff)
-                pairs = pd.DataFrame(
-                    {
-                        USER_ID: chunk[block.rows],
-                        ITEM_ID: matrix.item_ids[block.item_columns],
-                    }
-                )
-                rating = labels.reindex(pd.MultiIndex.from_frame(pairs))
-                y = np.zeros(len(pairs), dtype=np.int32)
-                hit = rating.notna().to_numpy()
-                y[hit] = relevance_labels(rating[hit], self.label_scheme, self.relevance_threshold)
-                has_positive = pd.Series(y > 0).groupby(pairs[USER_ID].to_numpy()).transform("any")
-                keep = has_positive.to_numpy()
-                pairs = pairs[keep].assign(**{LABEL: y[keep], "cutoff": cutoff})
-                pair_frames.append(pairs)
-                X_parts.append(X[keep])
-                y_parts.append(y[keep])
-                group_parts.append(group_sizes(pairs[USER_ID].to_numpy()))
-        if not pair_frames or sum(len(p) for p in pair_frames) == 0:
-            return RankerTrainingSet(
-                pairs=pd.DataFrame(columns=[USER_ID, ITEM_ID, LABEL]),
-                X=np.empty((0, len(names)), dtype=np.float32),
-                y=np.empty(0, dtype=np.int32),
-                group_sizes=np.empty(0, dtype=np.int64),
-                feature_names=names,
-                cutoffs=cutoffs,
-            )
-        return RankerTrainingSet(
-            pairs=pd.concat(pair_frames, ignore_index=True),
-            X=np.vstack(X_parts),
-            y=np.concatenate(y_parts),
-            group_sizes=np.concatenate(group_parts),
-            feature_names=names,
-            cutoffs=cutoffs,
+        windows = label_windows(
+            events, self.ranker_holdout, self.ranker_label_fraction, self.ranker_windows, rng
         )
+        for window in windows:
+            if window.history.empty or window.labels.empty:
+                continue
+            cutoffs.append(window.cutoff)
+            provider = self._window_provider(feature_provider, window, users, items)
+            layout = layout or self._layout(provider, window.cutoff)
+            parts += self._window_parts(window, catalogue, rng, provider, layout)
+        names = list(layout.names) if layout is not None else []
+        return RankerTrainingSet.concat(parts, names, cutoffs)
+
+    def _window_provider(
+        self,
+        feature_provider: FeatureProvider | None,
+        window: LabelWindow,
+        users: pd.DataFrame,
+        items: pd.DataFrame,
+    ) -> FeatureProvider | None:
+        """Where a window's features come from: none, the given provider (queried as of the
+        cutoff), or the library's tables built from the window's history alone."""
+        if not self.use_features:
+            return None
+        if feature_provider is not None:
+            return feature_provider
+        return library_feature_provider(window.history, users, items, window.cutoff)
+
+    def _window_parts(
+        self,
+        window: LabelWindow,
+        catalogue: np.ndarray,
+        rng: np.random.Generator,
+        provider: FeatureProvider | None,
+        layout: FeatureLayout,
+    ) -> list[tuple[pd.DataFrame, np.ndarray]]:
+        """One window's labelled candidate chunks (users with a positive only)."""
+        matrix, sources = self._fit_sources(window.history, catalogue)
+        label_users = sample_label_users(window.labels, self.ranker_max_users, rng)
+        ratings = best_ratings(window.labels)
+        parts = []
+        for start in range(0, len(label_users), USER_CHUNK):
+            chunk = label_users[start : start + USER_CHUNK]
+            block = retrieve_block(sources, matrix, chunk, self.n_candidates)
+            X = feature_matrix(layout, block, chunk, matrix, provider, window.cutoff)
+            pairs = pd.DataFrame(
+                {USER_ID: chunk[block.rows], ITEM_ID: matrix.item_ids[block.item_columns]}
+            )
+            y = pair_labels(pairs, ratings, self.label_scheme, self.relevance_threshold)
+            parts.append(keep_groups_with_positives(pairs, y, X, window.cutoff))
+        return parts
 
     def fit(
         self,
@@ -446,49 +330,83 @@ class Recommender(BaseEstimator):
         """
         started = time.perf_counter()
         self._check_params()
-        for attr in ("user_columns_", "item_columns_"):
-            if hasattr(self, attr):
-                delattr(self, attr)
         events = _validate_events(events)
         users, items = _side_frames(events, users, items)
-        self.ranker_: Ranker | None = None
-        self.feature_names_: list[str] = []
+        ranker = self._new_ranker()
+        reads_features = self.use_features and uses_features(ranker)
         # One point-in-time feature build over all events serves every label window and
         # the serving snapshot: a row stamped D only uses events before D, so querying it
         # as of a window's cutoff equals building it from the pre-cutoff events alone.
         as_of = feature_snapshot_end(events)
-        library = (
-            library_feature_provider(events, users, items, end=as_of) if self.use_features else None
+        library = library_feature_provider(events, users, items, as_of) if reads_features else None
+        provider = (feature_provider or library) if reads_features else None
+        layout = self._layout(provider, as_of)
+        self.layout_, self.ranker_ = self._fit_ranker(
+            ranker, layout, events, users, items, provider
         )
-        if self.ranker != RRF:
-            train = self.training_set(events, users, items, feature_provider or library)
-            self.ranker_cutoffs_ = train.cutoffs
-            self.n_ranker_groups_ = len(train.group_sizes)
-            self.n_ranker_rows_ = len(train.y)
-            if self.n_ranker_groups_ > 0:
-                ranker = make_ranker(self.ranker, self.random_state, self.ranker_params or {})
-                categorical = [c for c in CATEGORICAL_FEATURES if c in train.feature_names]
-                ranker.fit(train.X, train.y, train.group_sizes, train.feature_names, categorical)
-                self.ranker_ = ranker
-                self.feature_names_ = train.feature_names
-            else:
-                logger.warning(
-                    "no label window with positives (events too few or too short in time); "
-                    "ranking by reciprocal-rank fusion of the sources instead"
-                )
         catalogue = items[ITEM_ID].to_numpy(dtype=np.int64)
         self.interactions_, self.sources_ = self._fit_sources(events, catalogue)
+        self.catalogue_ = Catalogue.from_items(items, self.interactions_.item_ids)
         self.trained_until_ = pd.Timestamp(events[TIMESTAMP].max())
-        self.feature_provider_: FeatureProvider | None = None
-        if library is not None and self.ranker_ is not None:
-            full = library
-            user_ids = np.union1d(self.interactions_.user_ids, users[USER_ID].to_numpy())
-            self.feature_provider_ = SnapshotFeatureProvider(
-                full.user_features(list(map(int, user_ids)), as_of),
-                full.item_features(list(map(int, self.interactions_.item_ids)), as_of),
-            )
+        self.feature_provider_ = self._snapshot(library, users, as_of)
         self.fit_seconds_ = time.perf_counter() - started
         return self
+
+    def _fit_ranker(
+        self,
+        ranker: Ranker,
+        layout: FeatureLayout,
+        events: pd.DataFrame,
+        users: pd.DataFrame,
+        items: pd.DataFrame,
+        provider: FeatureProvider | None,
+    ) -> tuple[FeatureLayout, Ranker]:
+        """The fitted layout and ranker; rank fusion when no window has a positive."""
+        if isinstance(ranker, ReciprocalRankFusion):
+            self.ranker_cutoffs_, self.n_ranker_groups_, self.n_ranker_rows_ = [], 0, 0
+        else:
+            train = self.training_set(events, users, items, provider, layout=layout)
+            self.ranker_cutoffs_ = train.cutoffs
+            self.n_ranker_groups_, self.n_ranker_rows_ = train.n_groups, len(train.y)
+            if train.n_groups > 0:
+                categorical = [c for c in CATEGORICAL_FEATURES if c in layout.names]
+                ranker.fit(train.X, train.y, train.group_sizes, list(layout.names), categorical)
+                return layout, ranker
+            logger.warning(
+                "no label window with positives (events too few or too short in time); "
+                "ranking by reciprocal-rank fusion of the sources instead"
+            )
+        retrieval_only = FeatureLayout(layout.sources)
+        fusion = ReciprocalRankFusion()
+        fusion.fit(
+            np.empty((0, retrieval_only.width)),
+            np.empty(0),
+            np.empty(0),
+            list(retrieval_only.names),
+        )
+        return retrieval_only, fusion
+
+    def _snapshot(
+        self, library: FeatureProvider | None, users: pd.DataFrame, as_of: pd.Timestamp
+    ) -> FeatureProvider | None:
+        """The latest feature values of every known user and item (the degraded fallback)."""
+        from reelrank.features import SnapshotFeatureProvider
+
+        if library is None or not self.layout_.uses_features:
+            return None
+        user_ids = np.union1d(self.interactions_.user_ids, users[USER_ID].to_numpy())
+        return SnapshotFeatureProvider(
+            library.user_features(list(map(int, user_ids)), as_of),
+            library.item_features(list(map(int, self.interactions_.item_ids)), as_of),
+        )
+
+    def with_ranker(self, ranker: Ranker) -> Self:
+        """A copy of this fitted model that ranks with ``ranker`` (fitted on this model's
+        layout, e.g. by a regularisation sweep); sources and features are shared."""
+        self._check_fitted()
+        variant = copy.copy(self)
+        variant.ranker_ = ranker
+        return variant
 
     # ------------------------------------------------------------------------ serving
     def _check_fitted(self) -> None:
@@ -528,40 +446,29 @@ class Recommender(BaseEstimator):
                 "candidates contain items outside the fitted catalogue; generate them with "
                 "Recommender.candidates()."
             )
-        source_names = [n for s in self.sources_ for n in (f"{s}_{SCORE}", f"{s}_{RANK}")]
-        block = RetrievedBlock(
-            rows=rows,
-            item_columns=cols,
-            features=to_float_matrix(frame, source_names),
-            feature_names=source_names,
-        )
-        scores = self._score(block, user_ids, feature_provider, as_of)
+        names = list(self.layout_.retrieval_names)
+        block = RetrievedBlock(rows, cols, to_float_matrix(frame, names), names)
+        scores = self.score_block(block, user_ids, feature_provider, as_of)
         out = frame.assign(**{SCORE: scores})
         out = out.sort_values([USER_ID, SCORE], ascending=[True, False], kind="stable")
         out[RANK] = out.groupby(USER_ID, sort=False).cumcount() + 1
         return out.reset_index(drop=True)
 
-    def _score(
+    def score_block(
         self,
         block: RetrievedBlock,
         user_ids: np.ndarray,
-        feature_provider: FeatureProvider | None,
-        as_of: pd.Timestamp | None,
+        feature_provider: FeatureProvider | None = None,
+        as_of: pd.Timestamp | None = None,
     ) -> np.ndarray:
-        if self.ranker_ is None:
-            ranks = block.features[:, 1::2]
-            return np.nansum(1.0 / (RRF_K + ranks), axis=1)
-        provider = feature_provider or self.feature_provider_
-        if not self.use_features:
-            provider = None
+        """The ranker's scores of a retrieved block (``feature_provider`` replaces the
+        model's own snapshot, e.g. the Feast online store)."""
+        provider = (
+            (feature_provider or self.feature_provider_) if self.layout_.uses_features else None
+        )
         when = as_of if as_of is not None else self.trained_until_
-        X, names = self._features(block, user_ids, self.interactions_, provider, when)
-        if names != self.feature_names_:
-            raise ValidationError(
-                "the features at recommend time differ from those the ranker was trained on; "
-                "pass a feature provider serving the same feature service."
-            )
-        return self.ranker_.predict(X)
+        X = feature_matrix(self.layout_, block, user_ids, self.interactions_, provider, when)
+        return np.asarray(self.ranker_.predict(X), dtype=np.float64)
 
     def recommend(
         self,
@@ -588,39 +495,37 @@ class Recommender(BaseEstimator):
             block = retrieve_block(self.sources_, self.interactions_, chunk, n, exclude_seen)
             if len(block.rows) == 0:
                 continue
-            scores = self._score(block, chunk, feature_provider, as_of)
-            order = np.lexsort((-scores, block.rows))
-            rows = block.rows[order]
-            starts = np.searchsorted(rows, rows, side="left")
-            position = np.arange(len(rows)) - starts
-            top = order[position < k]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        USER_ID: chunk[block.rows[top]],
-                        ITEM_ID: self.interactions_.item_ids[block.item_columns[top]],
-                        SCORE: scores[top].astype(np.float64),
-                        RANK: (position[position < k] + 1).astype(np.int64),
-                    }
-                )
-            )
+            scores = self.score_block(block, chunk, feature_provider, as_of)
+            frames.append(self._top_k(block, chunk, scores, k))
         if not frames:
-            return pd.DataFrame(
-                {
-                    USER_ID: pd.Series(dtype="int64"),
-                    ITEM_ID: pd.Series(dtype="int64"),
-                    SCORE: pd.Series(dtype="float64"),
-                    RANK: pd.Series(dtype="int64"),
-                }
-            )
+            return _empty_recommendations()
         return pd.concat(frames, ignore_index=True)
 
+    def _top_k(
+        self, block: RetrievedBlock, user_ids: np.ndarray, scores: np.ndarray, k: int
+    ) -> pd.DataFrame:
+        order = np.lexsort((-scores, block.rows))
+        rows = block.rows[order]
+        starts = np.searchsorted(rows, rows, side="left")
+        position = np.arange(len(rows)) - starts
+        top = order[position < k]
+        return pd.DataFrame(
+            {
+                USER_ID: user_ids[block.rows[top]],
+                ITEM_ID: self.interactions_.item_ids[block.item_columns[top]],
+                SCORE: scores[top].astype(np.float64),
+                RANK: (position[position < k] + 1).astype(np.int64),
+            }
+        )
+
     def popular_items(self, k: int = 10) -> pd.DataFrame:
-        """The recency-weighted most popular items (a fallback needing no features)."""
+        """The recency-weighted most popular items (a fallback needing no features): the
+        model's popularity source when it has one, else a default one."""
         self._check_fitted()
-        pop = make_source("popularity", half_life_days=self.popularity_half_life_days)
-        pop.fit(self.interactions_)
-        scores = pop.item_scores_
+        source = next(
+            (s for s in self.sources_.values() if s.name == "popularity"), None
+        ) or make_source("popularity").fit(self.interactions_)
+        scores = np.asarray(source.scores_for_rows(np.zeros(1, np.int64), exclude_seen=False))[0]
         order = np.argsort(-scores, kind="stable")[:k]
         return pd.DataFrame(
             {
@@ -639,14 +544,81 @@ class Recommender(BaseEstimator):
         seen = self.interactions_.seen
         return self.interactions_.item_ids[seen.indices[seen.indptr[row] : seen.indptr[row + 1]]]
 
-    @property
-    def feature_importances_(self) -> pd.Series:
-        """Ranker feature importance (gain), when the ranker exposes it."""
+    def feature_importances(self) -> pd.Series | None:
+        """The ranker's feature importances (gain) when it exposes them, else ``None``."""
         self._check_fitted()
-        importances = getattr(self.ranker_, "feature_importances_", None)
-        if importances is None:
-            raise AttributeError("this ranker exposes no feature importances")
+        importances: pd.Series | None = getattr(self.ranker_, "feature_importances_", None)
         return importances
+
+
+def feature_matrix(
+    layout: FeatureLayout,
+    block: RetrievedBlock,
+    user_ids: np.ndarray,
+    matrix: InteractionMatrix,
+    provider: FeatureProvider | None,
+    as_of: pd.Timestamp,
+) -> np.ndarray:
+    """The ranker's matrix of a retrieved block (the same code for training and ``recommend``)."""
+    rows_in_matrix = matrix.user_rows(user_ids)
+    history = np.diff(matrix.seen.indptr).astype(np.float32)
+    history_per_user = np.where(rows_in_matrix >= 0, history[rows_in_matrix], 0.0)
+    if not layout.uses_features:
+        return layout.assemble(block.features, history_per_user[block.rows])
+    if provider is None:
+        raise ValidationError("this ranker reads features; pass a feature provider.")
+    from reelrank.features import cross_features
+
+    item_cols = np.unique(block.item_columns)
+    user_frame = provider.user_features(list(map(int, user_ids)), as_of)
+    item_frame = provider.item_features(list(map(int, matrix.item_ids[item_cols])), as_of)
+    pairs = pd.DataFrame(
+        {USER_ID: user_ids[block.rows], ITEM_ID: matrix.item_ids[block.item_columns]}
+    )
+    cross = cross_features(user_frame, item_frame, pairs)
+    return layout.assemble(
+        block.features,
+        history_per_user[block.rows],
+        user=to_float_matrix(user_frame, layout.user_columns)[block.rows],
+        item=to_float_matrix(item_frame, layout.item_columns)[
+            np.searchsorted(item_cols, block.item_columns)
+        ],
+        cross=to_float_matrix(cross, layout.cross_columns),
+    )
+
+
+def _validate_events(events: pd.DataFrame) -> pd.DataFrame:
+    required = [USER_ID, ITEM_ID, RATING, TIMESTAMP]
+    missing = [c for c in required if c not in events.columns]
+    if missing:
+        raise ValidationError(
+            f"events frame lacks columns {missing}; expected the canonical events frame "
+            f"({', '.join(required)})."
+        )
+    if events.empty:
+        raise ValidationError("events frame is empty; fit needs at least one interaction.")
+    frame = events[required].copy()
+    frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True)
+    return frame.sort_values([TIMESTAMP, USER_ID, ITEM_ID], kind="stable", ignore_index=True)
+
+
+def _side_frames(
+    events: pd.DataFrame, users: pd.DataFrame | None, items: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The given side frames, or minimal ones (ids only) built from the events."""
+    if users is None:
+        users = pd.DataFrame({USER_ID: np.unique(events[USER_ID].to_numpy(dtype=np.int64))})
+    if items is None:
+        ids = np.unique(events[ITEM_ID].to_numpy(dtype=np.int64))
+        items = pd.DataFrame(
+            {
+                ITEM_ID: ids,
+                TITLE: pd.Series(pd.NA, index=range(len(ids)), dtype="string"),
+                GENRES: [[] for _ in ids],
+                RELEASE_DATE: pd.Series(pd.NaT, index=range(len(ids)), dtype="datetime64[ns, UTC]"),
+            }
+        )
+    return users, items
 
 
 def _unique_ids(user_ids: Iterable[int], keep_order: bool = False) -> np.ndarray:
@@ -659,7 +631,6 @@ def _unique_ids(user_ids: Iterable[int], keep_order: bool = False) -> np.ndarray
     return np.unique(values)
 
 
-def sources_of(model: Recommender) -> Mapping[str, CandidateSource]:
-    """The fitted retrieval sources of ``model`` (for per-source evaluation)."""
-    model._check_fitted()
-    return model.sources_
+def _empty_recommendations() -> pd.DataFrame:
+    dtypes = dict(zip(RECOMMENDATION_COLUMNS, ("int64", "int64", "float64", "int64"), strict=True))
+    return pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in dtypes.items()})

@@ -20,7 +20,8 @@ from fastapi import Depends, Header, HTTPException, Request, status
 from reelrank.config import Settings
 from serving.feedback import FeedbackLog
 from serving.metrics import ServingMetrics
-from serving.service import ModelState, RecommendationService
+from serving.service import RecommendationService
+from serving.state import ModelState
 
 API_KEY_HEADER = "X-API-Key"
 

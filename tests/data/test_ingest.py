@@ -12,7 +12,7 @@ import pytest
 from reelrank.config import Settings
 from reelrank.data import io as rio
 from reelrank.data import movielens as ml
-from reelrank.data import schema as s
+from reelrank import schema as s
 from reelrank.data import validation as v
 from reelrank.data.ingest import (
     SUMMARY_FILE,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from reelrank.data import movielens as ml
-from reelrank.data import schema as s
+from reelrank import schema as s
 from reelrank.data import validation as v
 from reelrank.data.movielens import fetch_movielens, read_movielens
 from reelrank.exceptions import DataSourceError

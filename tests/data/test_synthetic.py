@@ -12,7 +12,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import svds
 from scipy.stats import spearmanr
 
-from reelrank.data.schema import (
+from reelrank.schema import (
     AGE,
     EARLIEST_TIMESTAMP,
     EVENTS_SCHEMA,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reelrank.data import schema as s
+from reelrank import schema as s
 from reelrank.data import validation as v
 from reelrank.exceptions import ValidationError
 from tests.data.conftest import NOW

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from reelrank.config import Settings
-from reelrank.data.schema import (
+from reelrank.schema import (
     AGE,
     GENDER,
     GENRE_VOCAB,
@@ -119,7 +119,7 @@ class BuiltStore:
 def built_store(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltStore]:
     """Features of ``world`` written, applied and materialized into a SQLite store."""
     from reelrank.features import build_item_features, build_user_features
-    from reelrank.features.store import (
+    from reelrank.features.feast.store import (
         apply_definitions,
         materialize,
         write_offline_features,

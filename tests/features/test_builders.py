@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reelrank.data.schema import (
+from reelrank.features import build_item_features, build_user_features
+from reelrank.features import columns as cols
+from reelrank.features.in_memory import InMemoryFeatureProvider
+from reelrank.schema import (
     EVENT_TIMESTAMP,
     GENRES,
     ITEM_ID,
@@ -16,9 +19,6 @@ from reelrank.data.schema import (
     TITLE,
     USER_ID,
 )
-from reelrank.features import build_item_features, build_user_features
-from reelrank.features import columns as cols
-from reelrank.features.providers import InMemoryFeatureProvider
 from tests.features.conftest import (
     DORMANT_USER,
     SPIKE_DAY,

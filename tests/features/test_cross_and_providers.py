@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reelrank.data.schema import EVENT_TIMESTAMP, ITEM_ID, USER_ID
 from reelrank.exceptions import ValidationError
 from reelrank.features import (
     CROSS_FEATURES,
@@ -26,7 +25,8 @@ from reelrank.features.cross import (
     cross_feature_matrix,
     cross_feature_matrix_numpy,
 )
-from reelrank.features.provider import FeatureProvider
+from reelrank.features.protocol import FeatureProvider
+from reelrank.schema import EVENT_TIMESTAMP, ITEM_ID, USER_ID
 from tests.features.conftest import World
 
 

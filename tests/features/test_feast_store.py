@@ -11,18 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reelrank.data.schema import EVENT_TIMESTAMP, ITEM_ID, USER_ID
 from reelrank.features import (
     ITEM_FEATURES,
     USER_FEATURES,
-    FeastOfflineProvider,
-    FeastOnlineProvider,
     InMemoryFeatureProvider,
 )
 from reelrank.features import columns as cols
-from reelrank.features.feast_config import FEAST_REPO_DIR, redis_connection_string
-from reelrank.features.provider import FeatureProvider
-from reelrank.features.store import historical_features, materialize
+from reelrank.features.feast.providers import FeastOfflineProvider, FeastOnlineProvider
+from reelrank.features.feast.repo_config import FEAST_REPO_DIR, redis_connection_string
+from reelrank.features.feast.store import historical_features, materialize
+from reelrank.features.protocol import FeatureProvider
+from reelrank.schema import EVENT_TIMESTAMP, ITEM_ID, USER_ID
 from tests.features.conftest import SPIKE_DAY, BuiltStore
 
 pytestmark = pytest.mark.xdist_group("feast-store")

@@ -10,20 +10,20 @@ import pandas as pd
 import pytest
 
 from reelrank.config import Settings
-from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.features import (
-    FeastOnlineProvider,
     InMemoryFeatureProvider,
     build_item_features,
     build_user_features,
 )
 from reelrank.features import columns as cols
-from reelrank.features.store import (
+from reelrank.features.feast.providers import FeastOnlineProvider
+from reelrank.features.feast.store import (
     apply_definitions,
     forget_feature_stores,
     materialize,
     write_offline_features,
 )
+from reelrank.schema import ITEM_ID, USER_ID
 from tests.conftest import require_service
 from tests.features.conftest import World
 
@@ -79,7 +79,7 @@ def _direct_reader_equals_the_sdk(settings: Settings, project: str, sdk: pd.Data
     import numpy as np
 
     from reelrank.exceptions import FeatureStoreError
-    from serving.features import RedisUserFeatureReader
+    from serving.online.redis import RedisUserFeatureReader
 
     reader = RedisUserFeatureReader(settings.redis_url, project, cols.USER_VIEW, timeout_ms=2000)
     try:

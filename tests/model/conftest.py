@@ -5,16 +5,18 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from reelrank.data.schema import GENRES, ITEM_ID
+from reelrank.schema import GENRES, ITEM_ID
 from tests.model.worlds import make_genre_world
 
 FAST = {
     "n_candidates": 40,
-    "mf_iterations": 8,
-    "mf_factors": 16,
+    "sources__mf__iterations": 8,
+    "sources__mf__factors": 16,
     "ranker_windows": 2,
     "ranker_label_fraction": 0.1,
-    "ranker_params": {"n_estimators": 40, "num_leaves": 15, "min_child_samples": 20},
+    "ranker__n_estimators": 40,
+    "ranker__num_leaves": 15,
+    "ranker__min_child_samples": 20,
 }
 """Hyperparameters that keep fits on the small worlds to about a second."""
 
@@ -40,4 +42,4 @@ def fitted_genre_model(genre_world):
     from reelrank import Recommender
 
     events, users, items = genre_world
-    return Recommender(random_state=0, **FAST).fit(events, users, items)
+    return Recommender(random_state=0).set_params(**FAST).fit(events, users, items)

@@ -15,7 +15,6 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from reelrank.data.schema import ITEM_ID, RATING, USER_ID
 from reelrank.evaluation.errors import EvaluationError
 from reelrank.evaluation.metrics import (
     HIT_RATE,
@@ -44,6 +43,7 @@ from reelrank.evaluation.metrics import (
     recall_at_k,
     top_k_items,
 )
+from reelrank.schema import ITEM_ID, RATING, USER_ID
 
 SCALAR_METRICS = {
     PRECISION: precision_at_k,

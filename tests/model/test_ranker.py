@@ -7,10 +7,9 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from reelrank.exceptions import ValidationError
-from reelrank.models.ranker import (
+from reelrank.models.rankers import LGBMRanker, PointwiseRanker
+from reelrank.models.ranking import (
     RANKERS,
-    LGBMRanker,
-    PointwiseRanker,
     group_sizes,
     make_ranker,
     register_ranker,
@@ -28,7 +27,8 @@ def planted(n_groups: int = 60, size: int = 20, seed: int = 0):
 @pytest.mark.parametrize("name", ["lgbm-lambdarank", "lgbm-binary", "sklearn-logreg"])
 def test_rankers_learn_a_planted_signal(name):
     X, y, groups = planted()
-    ranker = make_ranker(name, 0, {"n_estimators": 30} if name.startswith("lgbm") else {})
+    params = {"n_estimators": 30, "random_state": 0} if name.startswith("lgbm") else {}
+    ranker = make_ranker(name, **params)
     ranker.fit(X, y, groups, ["signal", "noise_a", "noise_b"])
     Xt, yt, _ = planted(seed=1)
     scores = ranker.predict(Xt)
@@ -52,12 +52,14 @@ def test_pointwise_ranker_imputes_missing_values():
 
 def test_registry_rejects_unknown_names_and_accepts_new_ones():
     with pytest.raises(ValidationError, match="unknown ranker"):
-        make_ranker("nope", 0, {})
-    register_ranker("test-logreg", lambda seed, params: PointwiseRanker(LogisticRegression()))
+        make_ranker("nope")
+    register_ranker("test-logreg", lambda **params: PointwiseRanker(LogisticRegression(**params)))
     try:
-        assert isinstance(make_ranker("test-logreg", 0, {}), PointwiseRanker)
+        assert isinstance(make_ranker("test-logreg", C=0.5), PointwiseRanker)
+        assert "test-logreg" in RANKERS
     finally:
-        RANKERS.pop("test-logreg")
+        RANKERS.unregister("test-logreg")
+    assert "test-logreg" not in RANKERS
 
 
 def test_labels_and_groups():

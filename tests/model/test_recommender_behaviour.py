@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from reelrank import Recommender
-from reelrank.data.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID
 from reelrank.evaluation.metrics import ndcg_at_k
 from reelrank.models import recommender as recommender_module
-from reelrank.models.retrieval import PopularitySource
+from reelrank.models.rankers import ReciprocalRankFusion
+from reelrank.models.sources import PopularitySource
+from reelrank.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID
 from tests.model.worlds import START, make_genre_world
 
 
@@ -25,10 +26,14 @@ def test_one_genre_user_gets_mostly_that_genre(genre_world, item_genre, fast_par
             TIMESTAMP: START + pd.to_timedelta(np.arange(len(horror)), unit="h"),
         }
     )
-    model = Recommender(random_state=0, **fast_params).fit(
-        pd.concat([events, fan], ignore_index=True),
-        pd.concat([users, pd.DataFrame({USER_ID: [999]})], ignore_index=True),
-        items,
+    model = (
+        Recommender(random_state=0)
+        .set_params(**fast_params)
+        .fit(
+            pd.concat([events, fan], ignore_index=True),
+            pd.concat([users, pd.DataFrame({USER_ID: [999]})], ignore_index=True),
+            items,
+        )
     )
     recs = model.recommend([999], k=10)
     share = np.mean([item_genre[i] == "Horror" for i in recs[ITEM_ID]])
@@ -53,8 +58,8 @@ def test_exclude_seen_false_may_return_seen_items(fitted_genre_model):
 
 def test_deterministic_with_a_seed(genre_world, fast_params):
     events, users, items = genre_world
-    first = Recommender(random_state=7, **fast_params).fit(events, users, items)
-    second = Recommender(random_state=7, **fast_params).fit(events, users, items)
+    first = Recommender(random_state=7).set_params(**fast_params).fit(events, users, items)
+    second = Recommender(random_state=7).set_params(**fast_params).fit(events, users, items)
     ids = events[USER_ID].unique()[:30]
     pd.testing.assert_frame_equal(first.recommend(ids), second.recommend(ids))
 
@@ -86,7 +91,7 @@ def test_k_larger_than_catalogue_returns_what_exists(fitted_genre_model, genre_w
 
 def test_candidates_and_rank_compose_into_recommend(fitted_genre_model):
     cands = fitted_genre_model.candidates([1, 2], n=40)
-    for source in fitted_genre_model.sources:
+    for source in fitted_genre_model.sources_:
         assert {f"{source}_score", f"{source}_rank"} <= set(cands.columns)
     ranked = fitted_genre_model.rank(cands)
     top = ranked[ranked["rank"] <= 10][[USER_ID, ITEM_ID]].reset_index(drop=True)
@@ -99,7 +104,7 @@ def test_two_stage_beats_popularity_on_structured_world(fast_params):
     cutoff = events[TIMESTAMP].quantile(0.8)
     train, test = events[events[TIMESTAMP] < cutoff], events[events[TIMESTAMP] >= cutoff]
     test = test[test[USER_ID].isin(train[USER_ID])]
-    model = Recommender(random_state=0, **fast_params).fit(train, users, items)
+    model = Recommender(random_state=0).set_params(**fast_params).fit(train, users, items)
     ids = test[USER_ID].unique()
     model_ndcg = ndcg_at_k(model.recommend(ids, k=10), test, 10)
     popularity = PopularitySource().fit(train).candidates(ids, 10)
@@ -116,7 +121,9 @@ def test_two_stage_beats_popularity_on_synthetic_world(fast_params):
     cutoff = events[TIMESTAMP].quantile(0.8)
     train, test = events[events[TIMESTAMP] < cutoff], events[events[TIMESTAMP] >= cutoff]
     test = test[test[USER_ID].isin(train[USER_ID])]
-    model = Recommender(random_state=0, **fast_params).fit(train, world.users, world.items)
+    model = (
+        Recommender(random_state=0).set_params(**fast_params).fit(train, world.users, world.items)
+    )
     ids = test[USER_ID].unique()
     model_ndcg = ndcg_at_k(model.recommend(ids, k=10), test, 10)
     pop_ndcg = ndcg_at_k(PopularitySource().fit(train).candidates(ids, 10), test, 10)
@@ -137,7 +144,7 @@ def test_model_trained_before_cutoff_never_sees_later_events(genre_world, fast_p
         return original(ev, us, it, end)
 
     monkeypatch.setattr(recommender_module, "library_feature_provider", spy)
-    model = Recommender(random_state=0, **fast_params).fit(before)  # no items frame
+    model = Recommender(random_state=0).set_params(**fast_params).fit(before)  # no items frame
 
     # the fitted state only knows events before the cutoff
     assert model.trained_until_ < cutoff
@@ -165,7 +172,7 @@ def test_one_feature_build_equals_per_window_builds(genre_world, fast_params):
     """fit builds the feature tables once over all events and reads them as of each window's
     cutoff; that must equal building them from each window's pre-cutoff events alone."""
     events, users, items = genre_world
-    model = Recommender(random_state=0, **fast_params)
+    model = Recommender(random_state=0).set_params(**fast_params)
     per_window = model.training_set(events, users, items)  # builds per window
     end = pd.Timestamp(events[TIMESTAMP].max()).floor("D") + pd.Timedelta(days=1)
     shared = recommender_module.library_feature_provider(events, users, items, end=end)
@@ -178,7 +185,7 @@ def test_one_feature_build_equals_per_window_builds(genre_world, fast_params):
 
 def test_training_set_labels_come_after_features(genre_world, fast_params):
     events, users, items = genre_world
-    model = Recommender(random_state=0, use_features=False, **fast_params)
+    model = Recommender(random_state=0, use_features=False).set_params(**fast_params)
     train = model.training_set(events, users, items)
     assert len(train.group_sizes) > 0
     assert train.group_sizes.sum() == len(train.y) == len(train.X)
@@ -197,6 +204,8 @@ def test_training_set_labels_come_after_features(genre_world, fast_params):
 def test_rrf_ranker_needs_no_training(genre_world):
     events = genre_world[0]
     model = Recommender(ranker="rrf", use_features=False, n_candidates=30).fit(events)
-    assert model.ranker_ is None
+    assert isinstance(model.ranker_, ReciprocalRankFusion)
+    assert model.n_ranker_groups_ == 0
+    assert not model.layout_.uses_features
     recs = model.recommend([1, 2], k=5)
     assert len(recs) == 10

@@ -9,26 +9,46 @@ import pytest
 from sklearn.base import clone
 
 from reelrank import Recommender
-from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.exceptions import NotFittedError, ValidationError
+from reelrank.models.retrieval import make_source
+from reelrank.schema import ITEM_ID, USER_ID
 
 OUTPUT_COLUMNS = [USER_ID, ITEM_ID, "score", "rank"]
 
 
 def test_get_params_round_trips_through_set_params_and_clone():
-    model = Recommender(ease_l2=123.0, ranker_params={"n_estimators": 7})
+    model = Recommender().set_params(sources__ease__l2=123.0, ranker__n_estimators=7)
     params = model.get_params()
-    assert params["ease_l2"] == 123.0
-    assert params["ranker_params"] == {"n_estimators": 7}
+    assert params["sources__ease__l2"] == 123.0
+    assert params["ranker__n_estimators"] == 7
 
-    model.set_params(n_candidates=33, mf_factors=8)
+    model.set_params(n_candidates=33, sources__mf__factors=8)
     assert model.n_candidates == 33
-    assert model.mf_factors == 8
+    assert dict(model.sources)["mf"].factors == 8
 
     copy = clone(model)
     assert copy is not model
-    assert copy.get_params() == model.get_params()
-    assert copy.ranker_params is not model.ranker_params  # deep-copied, not shared
+    assert copy.get_params(deep=True).keys() == model.get_params(deep=True).keys()
+    assert copy.get_params()["sources__ease__l2"] == 123.0
+    assert dict(copy.sources)["ease"] is not dict(model.sources)["ease"]  # cloned, not shared
+    assert copy.ranker is not model.ranker
+
+
+def test_default_components_are_never_shared_between_instances():
+    first, second = Recommender(), Recommender()
+    first.set_params(sources__ease__l2=1.0, ranker__n_estimators=3)
+    assert second.get_params()["sources__ease__l2"] == 300.0
+    assert second.get_params()["ranker__n_estimators"] == 100
+
+
+def test_a_whole_source_can_be_replaced_by_name():
+    from reelrank.models.sources import ItemKNNSource
+
+    model = Recommender().set_params(sources__ease=ItemKNNSource(neighbours=5))
+    assert [name for name, _ in model.sources] == ["popularity", "ease", "mf"]
+    assert model.get_params()["sources__ease__neighbours"] == 5
+    with pytest.raises(ValidationError, match="no source named 'nope'"):
+        model.set_params(sources__nope__l2=1.0)
 
 
 def test_clone_of_fitted_model_is_unfitted(fitted_genre_model):
@@ -39,21 +59,21 @@ def test_clone_of_fitted_model_is_unfitted(fitted_genre_model):
 
 
 def test_learned_state_ends_with_underscore(fitted_genre_model):
-    params = set(fitted_genre_model.get_params())
+    params = set(fitted_genre_model.get_params(deep=False))
     learned = set(vars(fitted_genre_model)) - params
     assert learned, "fit stored nothing"
     assert all(name.endswith("_") for name in learned), sorted(learned)
-    assert {"sources_", "interactions_", "ranker_", "feature_names_"} <= learned
+    assert {"sources_", "interactions_", "ranker_", "layout_", "catalogue_"} <= learned
 
 
 def test_init_stores_hyperparameters_only():
     model = Recommender()
-    assert set(vars(model)) == set(model.get_params())
+    assert set(vars(model)) == set(model.get_params(deep=False))
 
 
 def test_fit_returns_self(genre_world, fast_params):
     events, _, _ = genre_world
-    model = Recommender(use_features=False, **fast_params)
+    model = Recommender(use_features=False).set_params(**fast_params)
     assert model.fit(events) is model
 
 
@@ -81,7 +101,7 @@ def test_missing_columns_are_a_clear_error():
 
 def test_bad_hyperparameter_is_a_clear_error(genre_world):
     with pytest.raises(ValidationError, match="unknown retrieval source"):
-        Recommender(sources=("popularity", "nope")).fit(genre_world[0])
+        Recommender(sources=[("popularity", make_source("popularity")), ("x", make_source("nope"))])
     with pytest.raises(ValidationError, match="unknown ranker"):
         Recommender(ranker="nope", use_features=False).fit(genre_world[0])
 

@@ -6,16 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reelrank.data.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID
-from reelrank.models.retrieval import (
-    SOURCES,
-    EASESource,
-    InteractionMatrix,
-    PopularitySource,
-    candidate_recall,
-    make_source,
-    retrieve,
-)
+from reelrank.evaluation.candidates import candidate_recall
+from reelrank.models.interactions import InteractionMatrix
+from reelrank.models.retrieval import SOURCES, make_source, retrieve
+from reelrank.models.sources import EASESource, PopularitySource
+from reelrank.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID
 
 T0 = pd.Timestamp("2021-01-01", tz="UTC")
 

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reelrank.data.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID
 from reelrank.evaluation.errors import EvaluationError
 from reelrank.evaluation.splits import (
     TimeFold,
@@ -16,6 +15,7 @@ from reelrank.evaluation.splits import (
     rolling_origin_folds,
     temporal_holdout,
 )
+from reelrank.schema import ITEM_ID, RATING, TIMESTAMP, USER_ID
 
 START = pd.Timestamp("1997-09-20", tz="UTC")
 

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.evaluation.errors import EvaluationError
 from reelrank.evaluation.metrics import NDCG, RANK, RECALL, per_user_metrics
 from reelrank.evaluation.slices import (
@@ -27,6 +26,7 @@ from reelrank.evaluation.stats import (
     paired_bootstrap_diff,
     summarise_folds,
 )
+from reelrank.schema import ITEM_ID, USER_ID
 
 # --------------------------------------------------------------------------- bootstrap
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from reelrank.data.schema import (
+from reelrank.schema import (
     GENRES,
     ITEM_ID,
     RATING,

@@ -30,7 +30,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("REELRANK_ONLINE_STORE", raising=False)
     reset_settings()
-    from reelrank.cli import app
+    from cli.app import app
 
     runner = CliRunner()
     result = runner.invoke(
@@ -59,7 +59,7 @@ def test_lake_accounts_for_every_row(pipeline_run: dict[str, Any]) -> None:
 
 
 def test_online_store_materialized(pipeline_run: dict[str, Any]) -> None:
-    from reelrank.features.store import get_feature_store
+    from reelrank.features.feast.store import get_feature_store
 
     store = get_feature_store(get_settings())
     views = {view.name for view in store.list_feature_views()}
@@ -71,20 +71,21 @@ def test_online_store_materialized(pipeline_run: dict[str, Any]) -> None:
 
 
 def test_champion_registered_with_artifacts(pipeline_run: dict[str, Any]) -> None:
-    from reelrank import tracking
+    from reelrank.registry import aliases, store
+    from reelrank.registry.models import load_recommender
 
     settings = get_settings()
-    tracking.configure(settings)
-    champion = tracking.version_by_alias(settings.model_name, "champion")
-    challenger = tracking.version_by_alias(settings.model_name, "challenger")
+    store.configure(settings)
+    champion = aliases.version_by_alias(settings.model_name, "champion")
+    challenger = aliases.version_by_alias(settings.model_name, "challenger")
     assert challenger is not None
     assert champion is not None, "the first model that beats the baselines becomes champion"
-    run = tracking.client().get_run(champion.run_id)
+    run = store.client().get_run(champion.run_id)
     assert run.data.tags["feature_service"] == "ranker_v1"
     assert len(run.data.tags["data_version"]) >= 8
     assert "cv_ndcg_at_10_mean" in run.data.metrics
     assert "reelrank:scratch-logreg.cv_ndcg_at_10_mean" in run.data.metrics
-    artifacts = {a.path for a in tracking.client().list_artifacts(run.info.run_id, "evaluation")}
+    artifacts = {a.path for a in store.client().list_artifacts(run.info.run_id, "evaluation")}
     for name in (
         "fold_comparison.png",
         "ranker_roc_pr.png",
@@ -96,31 +97,31 @@ def test_champion_registered_with_artifacts(pipeline_run: dict[str, Any]) -> Non
         "slices.csv",
     ):
         assert f"evaluation/{name}" in artifacts
-    nested = tracking.client().search_runs(
+    nested = store.client().search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
     assert len(nested) == 2  # one per fold
 
-    artifact_uri = tracking.client().get_run(champion.run_id).info.artifact_uri
+    artifact_uri = store.client().get_run(champion.run_id).info.artifact_uri
     assert artifact_uri.startswith((pipeline_run["data_dir"] / "mlartifacts").resolve().as_uri())
 
-    recommender, _ = tracking.load_recommender(settings)
+    recommender, _ = load_recommender(settings)
     recs = recommender.recommend([1, 2], k=5)
     assert list(recs.groupby("user_id").size()) == [5, 5]
 
 
 def test_second_run_does_not_promote_an_equal_model(pipeline_run: dict[str, Any]) -> None:
     """Same data, same seed: the challenger cannot beat the champion, so it is not promoted."""
-    from reelrank import tracking
+    from reelrank.registry import aliases, store
 
     runner, app = pipeline_run["runner"], pipeline_run["app"]
     result = runner.invoke(app, ["train", "--folds", "2", "--no-diagnostics"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "not promoted" in result.output
     settings = get_settings()
-    tracking.configure(settings)
-    assert str(tracking.version_by_alias(settings.model_name, "champion").version) == "1"
-    assert str(tracking.version_by_alias(settings.model_name, "challenger").version) == "2"
+    store.configure(settings)
+    assert str(aliases.version_by_alias(settings.model_name, "champion").version) == "1"
+    assert str(aliases.version_by_alias(settings.model_name, "challenger").version) == "2"
 
 
 def test_evaluate_prints_latest_table(pipeline_run: dict[str, Any]) -> None:

@@ -17,16 +17,18 @@ import pytest
 
 from reelrank.config import Settings
 from reelrank.features import columns as cols
-from serving.service import ModelState, build_state
+from serving.state import ModelState, build_state
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {
     "n_candidates": 40,
-    "mf_iterations": 8,
-    "mf_factors": 16,
+    "sources__mf__iterations": 8,
+    "sources__mf__factors": 16,
     "ranker_windows": 2,
     "ranker_label_fraction": 0.1,
-    "ranker_params": {"n_estimators": 40, "num_leaves": 15, "min_child_samples": 20},
+    "ranker__n_estimators": 40,
+    "ranker__num_leaves": 15,
+    "ranker__min_child_samples": 20,
 }
 PIPELINE_ARGS = [
     *("--dataset", "synthetic", "--users", "300", "--items", "200", "--events", "20000"),
@@ -48,7 +50,7 @@ def fitted_model(small_world):
     from reelrank.models.recommender import Recommender
 
     events, users, items = small_world
-    return Recommender(random_state=0, **FAST).fit(events, users, items)
+    return Recommender(random_state=0).set_params(**FAST).fit(events, users, items)
 
 
 class FakeUserReader:
@@ -110,7 +112,7 @@ def _build_store(base: Path) -> Path:
     for name in ("MLFLOW_TRACKING_URI", "REELRANK_MLFLOW_TRACKING_URI", "REELRANK_ONLINE_STORE"):
         env.pop(name, None)
     done = subprocess.run(
-        [sys.executable, "-m", "reelrank.cli", "run", *PIPELINE_ARGS],
+        [sys.executable, "-m", "cli", "run", *PIPELINE_ARGS],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from reelrank.config import Settings
-from reelrank.data.schema import GENRES, ITEM_ID, TITLE
 from reelrank.exceptions import ModelNotFoundError
+from reelrank.schema import GENRES, ITEM_ID, TITLE
 from serving.api.deps import Serving, get_serving
 from serving.app import create_app
 from serving.feedback import read_feedback
@@ -357,17 +357,39 @@ def test_frame_types_are_plain_json(client, fitted_model):
 def test_ranking_uses_the_partial_tree_scorer(client, fitted_model):
     """The hot path scores with static masks prepared at load (and they agree with the
     full matrix, checked at load and in tests/serving/test_parts.py)."""
+    from serving.scoring import CompiledScorer
+
     state = client.app.state.service.state
-    assert state.partial is not None
+    assert isinstance(state.scorer, CompiledScorer)
     user = known_users(fitted_model)[0]
     key = (user, fitted_model.n_candidates, True)
-    candidates = state.retrieval_cache.get(key)
+    candidates = state.candidates.get(key)
     assert candidates is not None
-    assert candidates.static_reach is not None
-    assert candidates.static_reach.shape == (
-        state.partial.static.slot.shape[0],
+    assert candidates.static is not None
+    assert candidates.static.shape == (
+        state.scorer.partial.static.slot.shape[0],
         len(candidates.block.rows),
     )
+
+
+def test_a_scorer_that_disagrees_with_the_ranker_is_not_used(
+    fitted_model, serving_settings, reader
+):
+    """The compiled path proves itself at load: if its scores differ from the ranker's by
+    one bit, the service scores with the ranker's own predict."""
+    from serving.scoring import CompiledScorer, PredictScorer
+
+    original = CompiledScorer.score
+
+    def off_by_a_bit(self, candidates, features):
+        return np.nextafter(original(self, candidates, features), np.inf)
+
+    CompiledScorer.score = off_by_a_bit
+    try:
+        state = make_state(fitted_model, serving_settings, reader=reader)
+    finally:
+        CompiledScorer.score = original
+    assert isinstance(state.scorer, PredictScorer)
 
 
 def test_users_beyond_the_precomputed_ones_are_prepared_on_first_request(
@@ -379,11 +401,11 @@ def test_users_beyond_the_precomputed_ones_are_prepared_on_first_request(
     capped_settings = serving_settings.model_copy(update={"precomputed_users": 3})
     capped = make_state(fitted_model, capped_settings, reader=reader)
     n = fitted_model.n_candidates
-    pinned = {key[0] for key in capped.retrieval_cache._pinned}
+    pinned = {key[0] for key in capped.candidates._pinned}
     history = np.diff(fitted_model.interactions_.seen.indptr)
     most_active = fitted_model.interactions_.user_ids[np.argsort(-history, kind="stable")[:3]]
     assert pinned == {*most_active.tolist(), -1}  # and the unknown users' block
-    assert len(full.retrieval_cache._pinned) == len(fitted_model.interactions_.user_ids) + 1
+    assert len(full.candidates._pinned) == len(fitted_model.interactions_.user_ids) + 1
 
     service = RecommendationService(capped_settings, loader=lambda _: capped)
     full_service = RecommendationService(serving_settings, loader=lambda _: full)
@@ -397,7 +419,7 @@ def test_users_beyond_the_precomputed_ones_are_prepared_on_first_request(
         assert [(i.item_id, i.score) for i in got.items] == [
             (i.item_id, i.score) for i in expected.items
         ]
-        assert capped.retrieval_cache.get((user, n, True)) is not None  # kept after
+        assert capped.candidates.get((user, n, True)) is not None  # kept after
     # Unknown users get the non-personal block whatever the cap (no capped-out user's).
     for cap in (0, 3):
         state = make_state(
@@ -405,7 +427,7 @@ def test_users_beyond_the_precomputed_ones_are_prepared_on_first_request(
             serving_settings.model_copy(update={"precomputed_users": cap}),
             reader=reader,
         )
-        cold, expected_cold = (s.retrieval_cache.get((-1, n, True)) for s in (state, full))
+        cold, expected_cold = (s.candidates.get((-1, n, True)) for s in (state, full))
         assert cold is not None
         assert expected_cold is not None
         np.testing.assert_array_equal(cold.block.item_columns, expected_cold.block.item_columns)

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reelrank.data.schema import ITEM_ID, USER_ID
 from reelrank.exceptions import FeatureStoreError
 from reelrank.features import columns as cols
 from reelrank.features.cross import (
@@ -22,10 +21,12 @@ from reelrank.features.cross import (
     cross_feature_matrix,
     cross_features,
 )
-from serving.features import SqliteUserFeatureReader, _value, decode_scalar
+from reelrank.schema import ITEM_ID, USER_ID
 from serving.feedback import FeedbackLog, feedback_file
+from serving.online.codec import _value, decode_scalar
+from serving.online.sqlite import SqliteUserFeatureReader
+from serving.scoring.trees import CompiledTrees, PartialScorer
 from serving.timing import server_timing
-from serving.trees import CompiledTrees, PartialScorer
 
 values = st.one_of(st.just(np.nan), st.just(0.0), st.floats(0, 1), st.floats(-5, 5))
 

@@ -74,7 +74,7 @@ def _serve(port: int, settings: dict[str, str], *args: str, output: int) -> subp
     inherited = {k: v for k, v in os.environ.items() if k not in ENV_OF_THIS_PROCESS}
     env = {**inherited, **settings}
     return subprocess.Popen(
-        [sys.executable, "-m", "reelrank.cli", "serve", "--port", str(port), *args],
+        [sys.executable, "-m", "cli", "serve", "--port", str(port), *args],
         cwd=ROOT,
         env=env,
         stdout=output,
@@ -92,9 +92,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def champion(pipeline_store: Path):
-    from reelrank import tracking
+    from reelrank.registry.models import load_recommender
 
-    recommender, _ = tracking.load_recommender(Settings(data_dir=pipeline_store))
+    recommender, _ = load_recommender(Settings(data_dir=pipeline_store))
     return recommender
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
-from reelrank.cli import app
+from cli.app import app
 
 runner = CliRunner()
 

@@ -59,9 +59,7 @@ def test_placeholder_api_key_refused_outside_development(tmp_path: Path, key: st
 
 
 def test_import_has_no_side_effects(tmp_path: Path) -> None:
-    code = (
-        "import reelrank, reelrank.config, reelrank.cli; import os; print(sorted(os.listdir('.')))"
-    )
+    code = "import reelrank, reelrank.config, cli.app; import os; print(sorted(os.listdir('.')))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )

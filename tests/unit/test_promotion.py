@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from reelrank.promotion import Difference, decide_promotion
+from reelrank.registry.gate import Difference, decide_promotion
 
 
 def diff(mean: float, low: float, high: float, reference: str = "ref") -> Difference:

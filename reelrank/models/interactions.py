@@ -1,0 +1,159 @@
+"""Events encoded once for every model: the user x item matrix and the array helpers.
+
+:class:`InteractionMatrix` is what every retrieval source fits on and what the serving hot
+path slices per request: user and item ids in sorted order, a binary CSR "seen" matrix,
+and the age of every event (for recency weighting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from reelrank.exceptions import ValidationError
+from reelrank.schema import ITEM_ID, TIMESTAMP, USER_ID
+
+SECONDS_PER_DAY: Final = 86_400.0
+USER_CHUNK: Final = 1024
+"""Users scored per batch (bounds the dense ``(users, items)`` score blocks)."""
+
+
+@dataclass(frozen=True)
+class InteractionMatrix:
+    """Events encoded once for every source: users x items, binary, with recency weights.
+
+    Attributes:
+        user_ids: user id of each row.
+        item_ids: item id of each column (the catalogue: items seen in events, plus any
+            extra catalogue items given).
+        seen: binary CSR matrix, 1 where the user interacted with the item.
+        event_columns: catalogue column of every event (duplicates kept).
+        event_age_days: age of every event in days, measured from ``last_timestamp``.
+        last_timestamp: the latest event time (the "now" of this matrix).
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    seen: sp.csr_matrix
+    event_columns: np.ndarray
+    event_age_days: np.ndarray
+    last_timestamp: pd.Timestamp
+
+    @classmethod
+    def from_events(
+        cls,
+        events: pd.DataFrame,
+        catalogue: Sequence[int] | np.ndarray | None = None,
+    ) -> InteractionMatrix:
+        """Encode a canonical events frame (``user_id, item_id, timestamp``; rating unused)."""
+        missing = {USER_ID, ITEM_ID, TIMESTAMP} - set(events.columns)
+        if missing:
+            raise ValidationError(
+                f"events frame lacks columns {sorted(missing)}; pass the canonical events frame "
+                f"({USER_ID}, {ITEM_ID}, rating, {TIMESTAMP})."
+            )
+        if events.empty:
+            raise ValidationError("events frame is empty; a recommender needs interactions to fit.")
+        user_ids = np.unique(events[USER_ID].to_numpy(dtype=np.int64))
+        item_ids = np.unique(events[ITEM_ID].to_numpy(dtype=np.int64))
+        if catalogue is not None:
+            item_ids = np.union1d(item_ids, np.asarray(catalogue, dtype=np.int64))
+        rows = np.searchsorted(user_ids, events[USER_ID].to_numpy(dtype=np.int64))
+        cols = np.searchsorted(item_ids, events[ITEM_ID].to_numpy(dtype=np.int64))
+        seen = sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+            shape=(len(user_ids), len(item_ids)),
+        )
+        seen.sum_duplicates()
+        seen.data[:] = 1.0
+        timestamps = pd.to_datetime(events[TIMESTAMP], utc=True)
+        last = timestamps.max()
+        age_days = (last - timestamps).dt.total_seconds().to_numpy() / SECONDS_PER_DAY
+        return cls(
+            user_ids=user_ids,
+            item_ids=item_ids,
+            seen=seen,
+            event_columns=cols.astype(np.int64),
+            event_age_days=age_days.astype(np.float64),
+            last_timestamp=pd.Timestamp(last),
+        )
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def user_rows(self, user_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Row index of each user id; -1 for users not in the matrix."""
+        ids = np.asarray(user_ids, dtype=np.int64)
+        pos = np.searchsorted(self.user_ids, ids)
+        pos = np.clip(pos, 0, max(self.n_users - 1, 0))
+        known = self.user_ids[pos] == ids if self.n_users else np.zeros(len(ids), dtype=bool)
+        return np.where(known, pos, -1)
+
+    def item_columns(self, item_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Column index of each item id; -1 for items not in the catalogue."""
+        ids = np.asarray(item_ids, dtype=np.int64)
+        pos = np.clip(np.searchsorted(self.item_ids, ids), 0, max(self.n_items - 1, 0))
+        return np.where(self.item_ids[pos] == ids, pos, -1)
+
+    def seen_rows(self, rows: np.ndarray) -> sp.csr_matrix:
+        """Seen matrix for ``rows`` (unknown rows, -1, are empty)."""
+        safe = np.where(rows >= 0, rows, 0)
+        block = self.seen[safe]
+        if (rows < 0).any():
+            block = sp.diags((rows >= 0).astype(np.float32)) @ block
+            block = sp.csr_matrix(block)
+            block.eliminate_zeros()
+        return block
+
+
+def as_interactions(interactions: InteractionMatrix | pd.DataFrame) -> InteractionMatrix:
+    if isinstance(interactions, InteractionMatrix):
+        return interactions
+    return InteractionMatrix.from_events(interactions)
+
+
+def mask_seen(scores: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
+    """Set ``scores`` of seen items to ``-inf`` in place and return it."""
+    coo = seen.tocoo()
+    scores[coo.row, coo.col] = -np.inf
+    return scores
+
+
+def rank_rows(scores: np.ndarray) -> np.ndarray:
+    """Per-row rank (1 = highest) of every column; NaN and -inf entries get NaN rank."""
+    valid = np.isfinite(scores)
+    filled = np.where(valid, scores, -np.inf)
+    order = np.argsort(-filled, axis=1, kind="stable")
+    ranks = np.empty(scores.shape, dtype=np.float32)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1, dtype=np.float32), axis=1)
+    ranks[~valid] = np.nan
+    return ranks
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row, column pairs of the ``n`` best finite scores per row, ordered by row then rank."""
+    if scores.size == 0 or n <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    n_cols = scores.shape[1]
+    filled = np.where(np.isfinite(scores), scores, -np.inf)
+    if n < n_cols:
+        part = np.argpartition(-filled, n - 1, axis=1)[:, :n]
+    else:
+        part = np.tile(np.arange(n_cols), (scores.shape[0], 1))
+    part_scores = np.take_along_axis(filled, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    cols = np.take_along_axis(part, order, axis=1)
+    rows = np.repeat(np.arange(scores.shape[0]), cols.shape[1])
+    cols = cols.ravel()
+    keep = np.isfinite(filled[rows, cols])
+    return rows[keep], cols[keep]

@@ -1,0 +1,207 @@
+"""How the ranker's training data is cut from the events without leakage.
+
+Per label window (see :func:`label_windows`):
+
+1. ``cutoff`` = the ``1 - label_fraction * w`` time quantile of the events, floored to a
+   UTC midnight (features are daily snapshots), for windows ``w = 1..n_windows``;
+2. the retrieval sources are fitted on events before ``cutoff`` only;
+3. candidates are generated for the users active in the window (unseen items only);
+4. labels are their interactions in the window (graded by rating, or binary);
+5. user/item features are taken as of ``cutoff`` (point-in-time);
+6. only users with at least one positive candidate form a query group.
+
+``holdout="random"`` instead holds out a random ``label_fraction`` of all events per
+window, with features as of the end of the data (for random-split protocols).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from reelrank.exceptions import ValidationError
+from reelrank.models.ranking import group_sizes, relevance_labels
+from reelrank.schema import ITEM_ID, LABEL, RATING, TIMESTAMP, USER_ID
+
+DAY: Final = pd.Timedelta(days=1)
+CUTOFF: Final = "cutoff"
+TIME_HOLDOUT: Final = "time"
+RANDOM_HOLDOUT: Final = "random"
+
+
+def feature_snapshot_end(events: pd.DataFrame) -> pd.Timestamp:
+    """The first snapshot day that knows every event: the midnight after the last one."""
+    return pd.Timestamp(events[TIMESTAMP].max()).floor("D") + DAY
+
+
+@dataclass(frozen=True)
+class LabelWindow:
+    """One label window: the feature time, what the sources may see, the label events."""
+
+    cutoff: pd.Timestamp
+    history: pd.DataFrame
+    labels: pd.DataFrame
+
+
+def window_cutoffs(
+    events: pd.DataFrame, label_fraction: float, n_windows: int
+) -> list[pd.Timestamp]:
+    """Label-window starts, newest first, floored to midnight; empty if data is too short."""
+    timestamps = events[TIMESTAMP]
+    first = timestamps.min()
+    cutoffs: list[pd.Timestamp] = []
+    for window in range(1, n_windows + 1):
+        quantile = 1.0 - label_fraction * window
+        cutoff: pd.Timestamp = pd.Timestamp(timestamps.quantile(quantile)).floor("D")  # type: ignore[arg-type]
+        if cutoff <= first or (cutoffs and cutoff >= cutoffs[-1]):
+            break
+        cutoffs.append(cutoff)
+    return cutoffs
+
+
+def label_windows(
+    events: pd.DataFrame,
+    holdout: str,
+    label_fraction: float,
+    n_windows: int,
+    rng: np.random.Generator,
+) -> Iterator[LabelWindow]:
+    """The windows of the module docstring, newest first (``events`` sorted by time)."""
+    if holdout == TIME_HOLDOUT:
+        cutoffs = window_cutoffs(events, label_fraction, n_windows)
+        for window, cutoff in enumerate(cutoffs):
+            after = events[events[TIMESTAMP] >= cutoff]
+            if window > 0:
+                after = after[after[TIMESTAMP] < cutoffs[window - 1]]
+            yield LabelWindow(cutoff, events[events[TIMESTAMP] < cutoff], after)
+    elif holdout == RANDOM_HOLDOUT:
+        end = feature_snapshot_end(events)
+        for _ in range(n_windows):
+            held = rng.random(len(events)) < label_fraction
+            yield LabelWindow(end, events[~held], events[held])
+    else:
+        raise ValidationError(
+            f"unknown ranker_holdout {holdout!r}; use {TIME_HOLDOUT!r} or {RANDOM_HOLDOUT!r}."
+        )
+
+
+def sample_label_users(
+    labels: pd.DataFrame, max_users: int | None, rng: np.random.Generator
+) -> np.ndarray:
+    """The window's label users, at most ``max_users`` of them drawn at random (sorted)."""
+    users = np.unique(labels[USER_ID].to_numpy(dtype=np.int64))
+    if max_users is not None and len(users) > max_users:
+        users = np.sort(rng.choice(users, max_users, replace=False))
+    return users
+
+
+def pair_labels(
+    pairs: pd.DataFrame, ratings: pd.Series, scheme: str, threshold: float
+) -> np.ndarray:
+    """The label of each (user, candidate) pair: 0 without a later interaction, else graded.
+
+    Args:
+        pairs: ``user_id, item_id`` of the candidates.
+        ratings: the window's best rating per ``(user_id, item_id)``.
+    """
+    rating = ratings.reindex(pd.MultiIndex.from_frame(pairs[[USER_ID, ITEM_ID]]))
+    y = np.zeros(len(pairs), dtype=np.int32)
+    hit = rating.notna().to_numpy()
+    y[hit] = relevance_labels(rating[hit], scheme, threshold)
+    return y
+
+
+@dataclass(frozen=True)
+class RankerTrainingSet:
+    """The ranker's training data: one row per (window, user, candidate item).
+
+    Attributes:
+        pairs: ``user_id, item_id, label, cutoff`` of every row.
+        X: the feature matrix (the fitted layout's columns).
+        y: the labels.
+        group_sizes: rows per query group (one group per window and user), in order.
+        feature_names: the columns of ``X``.
+        cutoffs: the feature time of every window used.
+    """
+
+    pairs: pd.DataFrame
+    X: np.ndarray
+    y: np.ndarray
+    group_sizes: np.ndarray
+    feature_names: list[str]
+    cutoffs: list[pd.Timestamp]
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_sizes)
+
+    @classmethod
+    def empty(cls, feature_names: list[str], cutoffs: list[pd.Timestamp]) -> RankerTrainingSet:
+        return cls(
+            pairs=pd.DataFrame(columns=[USER_ID, ITEM_ID, LABEL]),
+            X=np.empty((0, len(feature_names)), dtype=np.float32),
+            y=np.empty(0, dtype=np.int32),
+            group_sizes=np.empty(0, dtype=np.int64),
+            feature_names=feature_names,
+            cutoffs=cutoffs,
+        )
+
+    @classmethod
+    def concat(
+        cls,
+        parts: list[tuple[pd.DataFrame, np.ndarray]],
+        names: list[str],
+        cutoffs: list[pd.Timestamp],
+    ) -> RankerTrainingSet:
+        """Stack ``(pairs with labels, X)`` chunks; empty when no chunk has a row."""
+        parts = [(pairs, X) for pairs, X in parts if len(pairs)]
+        if not parts:
+            return cls.empty(names, cutoffs)
+        pairs = pd.concat([p for p, _ in parts], ignore_index=True)
+        return cls(
+            pairs=pairs,
+            X=np.vstack([X for _, X in parts]),
+            y=pairs[LABEL].to_numpy(dtype=np.int32),
+            group_sizes=np.concatenate([group_sizes(p[USER_ID].to_numpy()) for p, _ in parts]),
+            feature_names=names,
+            cutoffs=cutoffs,
+        )
+
+    def sample_groups(self, max_groups: int, seed: int) -> RankerTrainingSet:
+        """At most ``max_groups`` whole query groups, chosen at random (order kept)."""
+        if self.n_groups <= max_groups:
+            return self
+        chosen = np.sort(
+            np.random.default_rng(seed).choice(self.n_groups, max_groups, replace=False)
+        )
+        starts = np.concatenate([[0], np.cumsum(self.group_sizes)[:-1]])
+        rows = np.concatenate(
+            [np.arange(starts[g], starts[g] + self.group_sizes[g]) for g in chosen]
+        )
+        return RankerTrainingSet(
+            pairs=self.pairs.iloc[rows].reset_index(drop=True),
+            X=self.X[rows],
+            y=self.y[rows],
+            group_sizes=self.group_sizes[chosen],
+            feature_names=self.feature_names,
+            cutoffs=self.cutoffs,
+        )
+
+
+def keep_groups_with_positives(
+    pairs: pd.DataFrame, y: np.ndarray, X: np.ndarray, cutoff: pd.Timestamp
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Drop the candidates of users with no positive (a group without one teaches nothing)."""
+    has_positive = pd.Series(y > 0).groupby(pairs[USER_ID].to_numpy()).transform("any")
+    keep = has_positive.to_numpy()
+    kept = pairs[keep].assign(**{LABEL: y[keep], CUTOFF: cutoff})
+    return kept, X[keep]
+
+
+def best_ratings(labels: pd.DataFrame) -> pd.Series:
+    """The best rating of every (user, item) pair of a window's label events."""
+    return labels.groupby([USER_ID, ITEM_ID], sort=False)[RATING].max()

@@ -1,0 +1,75 @@
+"""The promotion gate: when a newly trained model may replace the champion.
+
+A new version always gets the alias ``challenger``. It becomes ``champion`` only if its
+cross-validated nDCG@10 beats both the best baseline and the current champion on the
+same folds, with the bootstrap confidence interval of the paired per-user difference
+entirely above zero. The first model that beats the baselines becomes champion.
+The decision is a pure function so it can be tested without MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Paired difference of a metric (candidate minus reference) with its confidence interval."""
+
+    reference: str
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0.0
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    reason: str
+
+
+def decide_promotion(
+    metric: str,
+    vs_best_baseline: Difference,
+    vs_champion: Difference | None,
+) -> PromotionDecision:
+    """Decide whether a challenger becomes champion.
+
+    Args:
+        metric: the gate metric's name, for the message (e.g. ``ndcg@10``).
+        vs_best_baseline: candidate minus the best baseline, on identical folds.
+        vs_champion: candidate minus the current champion (the incumbent) on identical
+            folds, or ``None`` when there is no champion yet.
+    """
+    if not vs_best_baseline.significant:
+        return PromotionDecision(
+            False,
+            f"not promoted: {metric} does not beat the best baseline "
+            f"({vs_best_baseline.reference}): difference {vs_best_baseline.mean:+.4f}, "
+            f"95% CI [{vs_best_baseline.low:+.4f}, {vs_best_baseline.high:+.4f}] includes 0 "
+            "or lies below it.",
+        )
+    if vs_champion is None:
+        return PromotionDecision(
+            True,
+            f"promoted: first model to beat the best baseline ({vs_best_baseline.reference}) "
+            f"on {metric}: {vs_best_baseline.mean:+.4f}, 95% CI "
+            f"[{vs_best_baseline.low:+.4f}, {vs_best_baseline.high:+.4f}].",
+        )
+    if not vs_champion.significant:
+        return PromotionDecision(
+            False,
+            f"not promoted: {metric} does not beat the current champion "
+            f"({vs_champion.reference}): difference {vs_champion.mean:+.4f}, 95% CI "
+            f"[{vs_champion.low:+.4f}, {vs_champion.high:+.4f}] is not above 0.",
+        )
+    return PromotionDecision(
+        True,
+        f"promoted: beats the champion ({vs_champion.reference}) on {metric} by "
+        f"{vs_champion.mean:+.4f} (95% CI [{vs_champion.low:+.4f}, {vs_champion.high:+.4f}]) "
+        f"and the best baseline ({vs_best_baseline.reference}) by {vs_best_baseline.mean:+.4f}.",
+    )

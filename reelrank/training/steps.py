@@ -1,0 +1,257 @@
+"""Step 3 end to end, as a short sequence: evaluate, fit, register and gate, report.
+
+:func:`train_and_register` runs the steps in order; the Prefect training flow runs the
+same functions as separate tasks (data passes between them as return values, so a failed
+registration is retried without re-running cross-validation):
+
+1. :func:`start` opens the MLflow run;
+2. :func:`evaluate` cross-validates the candidate against the baselines (and the
+   incumbent champion) on identical time folds, computes the gate's paired differences
+   and runs the diagnostics on the last fold;
+3. :func:`fit_final` fits the model that ships on every event;
+4. :func:`register_and_gate` registers it as challenger and lets the gate decide champion;
+5. :func:`finish` assembles the :class:`~reelrank.training.report.RunReport`, writes it and
+   logs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from reelrank.config import Settings
+from reelrank.evaluation.metrics import NDCG, metric_key
+from reelrank.evaluation.oracle import oracle_summary
+from reelrank.evaluation.splits import rolling_origin_folds
+from reelrank.features.columns import FEATURE_SERVICE
+from reelrank.features.protocol import FeatureProvider
+from reelrank.models.recommender import Recommender
+from reelrank.registry import aliases
+from reelrank.registry.aliases import Alias
+from reelrank.registry.gate import Difference, PromotionDecision, decide_promotion
+from reelrank.registry.models import RegisteredVersion, load_recommender, register
+from reelrank.registry.store import configure
+from reelrank.schema import Dataset
+from reelrank.training import tracking
+from reelrank.training.config import (
+    BASELINES,
+    CANDIDATE,
+    INCUMBENT,
+    TrainConfig,
+    logged_params,
+    model_factories,
+)
+from reelrank.training.crossval import CVResult, cross_validate
+from reelrank.training.diagnostics import Diagnostics, run_diagnostics
+from reelrank.training.report import RunReport, RunSummary
+from reelrank.training.tracking import TrainingRun
+
+if TYPE_CHECKING:
+    from reelrank.data.synthetic import GroundTruth
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What cross-validation and the diagnostics measured, and the gate's inputs."""
+
+    cv: CVResult
+    best_baseline: str
+    vs_baseline: Difference
+    vs_incumbent: Difference | None
+    diagnostics: Diagnostics
+
+    @property
+    def differences(self) -> dict[str, dict[str, Any]]:
+        return {f"vs_{d.reference}": asdict(d) for d in (self.vs_baseline, self.vs_incumbent) if d}
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The registered version and the gate's decision on it."""
+
+    version: RegisteredVersion
+    decision: PromotionDecision
+
+
+def start(
+    settings: Settings, config: TrainConfig, dataset: Dataset, data_version: str
+) -> TrainingRun:
+    """Open the MLflow run of this training run (tags and parameters)."""
+    params = logged_params(config.recommender())
+    return tracking.start_run(settings, config, dataset, data_version, FEATURE_SERVICE, params)
+
+
+def incumbent(settings: Settings) -> Recommender | None:
+    """The current champion, to be re-evaluated on the same folds (``None`` if none)."""
+    configure(settings)
+    if aliases.version_by_alias(settings.model_name, Alias.CHAMPION) is None:
+        return None
+    try:
+        model, _ = load_recommender(settings, Alias.CHAMPION)
+    except Exception as error:  # an unreadable champion must not block training
+        logger.warning("could not load the champion to re-evaluate it: %s", error)
+        return None
+    return model
+
+
+def _difference(cv: CVResult, reference: str, seed: int) -> Difference:
+    result = cv.difference(CANDIDATE, reference, NDCG, seed=seed)
+    return Difference(reference=reference, mean=result.mean_diff, low=result.low, high=result.high)
+
+
+def evaluate(
+    dataset: Dataset,
+    config: TrainConfig,
+    incumbent: Recommender | None = None,
+    truth: GroundTruth | None = None,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """Cross-validate on identical time folds, the gate's differences, the diagnostics."""
+    folds = rolling_origin_folds(dataset.events, n_folds=config.n_folds)
+    factories = model_factories(config, incumbent)
+    cv = cross_validate(factories, dataset, folds, k=config.k, progress=progress, truth=truth)
+    best = cv.best_baseline(BASELINES)
+    return Evaluation(
+        cv=cv,
+        best_baseline=best,
+        vs_baseline=_difference(cv, best, config.seed),
+        vs_incumbent=_difference(cv, INCUMBENT, config.seed) if INCUMBENT in cv.per_user else None,
+        diagnostics=run_diagnostics(config, dataset, folds[-1], cv.fitted[CANDIDATE], progress),
+    )
+
+
+def log_evaluation(run: TrainingRun, evaluation: Evaluation, config: TrainConfig) -> None:
+    """Everything :func:`evaluate` measured, into the run."""
+    tracking.log_cross_validation(run, evaluation.cv)
+    tracking.log_differences(run, evaluation.differences)
+    metric = metric_key(NDCG, config.k)
+    tracking.log_diagnostics(run, evaluation.diagnostics, evaluation.cv.per_fold, metric)
+    if evaluation.cv.oracle is not None:
+        tracking.log_oracle(run, oracle_summary(evaluation.cv.oracle))
+
+
+def fit_final(
+    dataset: Dataset,
+    config: TrainConfig,
+    feature_provider: FeatureProvider | None = None,
+    progress: Progress | None = None,
+) -> Recommender:
+    """The model that ships: fitted on every event, features through the provider."""
+    if progress:
+        progress("final fit on all events")
+    return config.recommender().fit(
+        dataset.events, dataset.users, dataset.items, feature_provider=feature_provider
+    )
+
+
+def register_and_gate(
+    settings: Settings,
+    run: TrainingRun,
+    model: Recommender,
+    evaluation: Evaluation,
+    config: TrainConfig,
+) -> Registration:
+    """Log and register ``model`` as challenger; champion too if the gate says so."""
+    uri = tracking.log_model(run, model, getattr(model, "fit_seconds_", float("nan")))
+    version = register(uri, settings.model_name, run.run_id)
+    aliases.set_alias(settings.model_name, Alias.CHALLENGER, version.version)
+    decision = decide_promotion(
+        metric_key(NDCG, config.k), evaluation.vs_baseline, evaluation.vs_incumbent
+    )
+    if decision.promote:
+        aliases.set_alias(settings.model_name, Alias.CHAMPION, version.version)
+    aliases.tag_version(
+        settings.model_name, version.version, tracking.TAG_PROMOTION, decision.reason
+    )
+    logger.info("%s", decision.reason)
+    return Registration(version, decision)
+
+
+def finish(
+    settings: Settings,
+    run: TrainingRun,
+    config: TrainConfig,
+    evaluation: Evaluation,
+    registration: Registration,
+    train_seconds: float,
+    data_version: str,
+) -> RunReport:
+    """Assemble, write (``<reports_dir>/<dataset>/``) and log the run report."""
+    cv, diagnostics = evaluation.cv, evaluation.diagnostics
+    summary = RunSummary(
+        run_id=run.run_id,
+        experiment=run.experiment,
+        model_name=settings.model_name,
+        version=registration.version.version,
+        promoted=registration.decision.promote,
+        reason=registration.decision.reason,
+        best_baseline=evaluation.best_baseline,
+        differences=evaluation.differences,
+        train_seconds=train_seconds,
+        data_version=data_version,
+        folds=[{k: str(v) for k, v in fold.items()} for fold in cv.folds],
+    )
+    report = RunReport(
+        dataset=config.dataset,
+        summary=summary,
+        per_fold=cv.per_fold,
+        candidate_recall=diagnostics.candidate_recall,
+        slices=cv.slices,
+        learning_curve=diagnostics.learning_curve,
+        regularisation=diagnostics.regularisation,
+        oracle=cv.oracle,
+    )
+    tracking.log_outcome(run, registration.decision.reason, train_seconds)
+    tracking.log_report(run, report)
+    report.save(settings.reports_path / config.dataset)
+    return report
+
+
+def train_and_register(
+    dataset: Dataset,
+    settings: Settings,
+    config: TrainConfig,
+    *,
+    feature_provider: FeatureProvider | None = None,
+    data_version: str = "unknown",
+    progress: Progress | None = None,
+    truth: GroundTruth | None = None,
+) -> RunReport:
+    """Cross-validate against baselines, fit on all data, log, register and gate.
+
+    Args:
+        dataset: the lake (events, users, items).
+        settings: paths and the MLflow store.
+        config: what to train.
+        feature_provider: where the final model's ranker reads its training features
+            (Feast historical retrieval in the pipeline); ``None`` uses the library's
+            in-memory point-in-time tables.
+        data_version: the lake's content hash, logged with the run.
+        progress: called with a short message at each step.
+        truth: the synthetic world's ground truth; adds the comparison with the oracle.
+    """
+    started = time.perf_counter()
+    run = start(settings, config, dataset, data_version)
+    evaluation = evaluate(dataset, config, incumbent(settings), truth, progress)
+    log_evaluation(run, evaluation, config)
+    model = fit_final(dataset, config, feature_provider, progress)
+    registration = register_and_gate(settings, run, model, evaluation, config)
+    elapsed = time.perf_counter() - started
+    return finish(settings, run, config, evaluation, registration, elapsed, data_version)
+
+
+__all__ = [
+    "Evaluation",
+    "Registration",
+    "evaluate",
+    "fit_final",
+    "register_and_gate",
+    "train_and_register",
+]
