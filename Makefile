@@ -13,7 +13,7 @@ DATASET ?= ml-100k
 SOURCE ?=
 RUN_ARGS ?=
 
-.PHONY: help install run test lint typecheck format lock clean benchmark report serve up down up-local down-local
+.PHONY: help install run test lint typecheck format lock clean benchmark report serve up down up-local down-local audit
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: $(STAMP) ## ruff check + format check + the import contracts (import-linte
 format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+audit: $(STAMP) ## pip-audit over the pinned lock (skips with a message when no advisory service answers)
+	$(PY) scripts/audit.py
 
 typecheck: $(STAMP) ## mypy over the library, pipelines and serving
 	$(BIN)/mypy

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cli import pipeline, results, scratch, service
+from cli import output, pipeline, results, scratch, service
 from cli.output import fail
 from reelrank.config import get_settings
 
@@ -50,6 +50,7 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
 ) -> None:
     """ReelRank: the Top-picks-for-you row, from raw data to a served model."""
+    output.VERBOSE = verbose
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+VERBOSE = False
+"""``reelrank --verbose``: log at INFO level and keep every traceback on the console."""
 console = Console()
 err_console = Console(stderr=True)
 INGEST_COUNTS = ("read", "accepted", "quarantined")

@@ -50,6 +50,19 @@ def prefect_defaults() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
+def flows() -> Any:
+    """``pipelines.flows``, imported with Prefect's console quiet on expected errors."""
+    prefect_defaults()
+    import pipelines.flows
+    from cli import output
+
+    if not output.VERBOSE:
+        from cli.logs import hide_expected_tracebacks
+
+        hide_expected_tracebacks()
+    return pipelines.flows
+
+
 def data(
     dataset: DatasetOpt = "ml-100k",
     source: SourceOpt = None,
@@ -94,11 +107,8 @@ def features(
     ] = False,
 ) -> None:
     """Build point-in-time features from the lake, apply the Feast repo and materialize."""
-    prefect_defaults()
-    from pipelines.flows import features_flow
-
     try:
-        stats = features_flow(incremental=not full)
+        stats = flows().features_flow(incremental=not full)
     except ReelRankError as error:
         raise fail(error) from error
     console.print(
@@ -134,14 +144,11 @@ def train(
     ] = True,
 ) -> None:
     """Cross-validate against baselines, fit, log to MLflow, register and gate promotion."""
-    prefect_defaults()
-    from pipelines.flows import train_flow
-
     try:
         fields = train_fields(
             _lake_dataset_name(), ranker, compare, folds, diagnostics, sources, param
         )
-        result = train_flow(fields, use_feast=feast)
+        result = flows().train_flow(fields, use_feast=feast)
     except ReelRankError as error:
         raise fail(error) from error
     _print_train(result)
@@ -165,15 +172,13 @@ def run(
     ] = True,
 ) -> None:
     """The whole pipeline as one Prefect flow: data -> features -> train."""
-    prefect_defaults()
-    from pipelines.flows import reelrank_pipeline
-
+    pipeline = flows().reelrank_pipeline
     name = dataset_name(dataset)
     synthetic = synthetic_config(users, items, events, seed) if name == "synthetic" else None
     started = time.perf_counter()
     try:
         fields = train_fields(name, ranker, compare, folds, diagnostics, sources, param)
-        result = reelrank_pipeline(name, source, synthetic, train=train, train_config=fields)
+        result = pipeline(name, source, synthetic, train=train, train_config=fields)
     except ReelRankError as error:
         raise fail(error) from error
     print_ingest_summary(result["data"])

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         default=50.0, gt=0, description="Feature-fetch budget before degrading."
     )
     max_batch_users: int = Field(default=100, ge=1, le=10_000)
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1_024,
+        le=1_073_741_824,
+        description="Largest request body the API reads (bytes); larger ones get 413.",
+    )
     metrics_dir: Path | None = Field(
         default=None,
         description="Directory for the API workers' Prometheus files when it runs more than "

@@ -2,60 +2,31 @@
 
 The lifespan loads the registry's champion in a worker thread; a missing champion leaves
 the app up but not ready (``/ready`` and the recommendation routes answer 503 with the
-reason) until ``/admin/reload`` finds one.
+reason) until ``/admin/reload`` finds one. Every request gets an id, bodies are bounded
+(``REELRANK_MAX_BODY_BYTES``) and every error is a JSON answer (:mod:`serving.errors`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI
 
 from reelrank.config import Settings, get_settings
+from serving import errors
 from serving.api.main import ROUTERS
+from serving.api.openapi import exact_openapi
 from serving.feedback import FeedbackLog
 from serving.metrics import ServingMetrics
-from serving.service import RecommendationService, ServiceUnavailableError
+from serving.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestIdMiddleware
+from serving.service import RecommendationService
 from serving.state import ModelState
 
 logger = logging.getLogger(__name__)
-
-UNMATCHED_ROUTE = "unmatched"
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request by route template, method and status (pure ASGI)."""
-
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status_code = [status.HTTP_500_INTERNAL_SERVER_ERROR]
-
-        async def send_with_status(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status_code[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
-            self.metrics.observe_request(
-                route, scope["method"], status_code[0], time.perf_counter() - started
-            )
 
 
 def create_app(
@@ -92,12 +63,11 @@ def create_app(
     app.state.feedback = FeedbackLog(settings.feedback_path)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-
-    @app.exception_handler(ServiceUnavailableError)
-    async def _unavailable(request: Request, error: ServiceUnavailableError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=503)
-
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
+    errors.install(app)
+    app.openapi = exact_openapi(app, settings)  # type: ignore[method-assign]
     return app
 
 

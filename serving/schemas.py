@@ -1,21 +1,68 @@
-"""Request and response models of the API (one per purpose)."""
+"""Request and response models of the API (one per purpose), strict as documented.
+
+The OpenAPI document is generated from these models, so they say exactly what the server
+accepts: request bodies forbid unknown fields; integers are JSON integers (an integral
+number such as ``3.0`` is one, as JSON Schema says; ``"3"``, ``true`` and ``3.5`` are not);
+booleans are JSON booleans; floats are finite; and each feedback event type is its own
+schema (a click carries no rating, a rating event must).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Final, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 MAX_K: Final = 100
-MAX_ID: Final = 2**62
+MAX_ID: Final = 2**53 - 1
+"""The largest id: every integer up to it is exact in JSON (a double) and in JavaScript."""
 MAX_FEEDBACK_EVENTS: Final = 1000
+MAX_BATCH_USERS: Final = 10_000
+"""The largest ``REELRANK_MAX_BATCH_USERS`` (the OpenAPI document shows the configured one)."""
 MAX_GENRE_LENGTH: Final = 64
+MAX_VERSION_LENGTH: Final = 64
 
-UserId = Annotated[int, Field(ge=0, le=MAX_ID, description="A user id (non-negative integer).")]
-ItemId = Annotated[int, Field(ge=0, le=MAX_ID, description="An item id (non-negative integer).")]
-K = Annotated[int, Field(ge=1, le=MAX_K, description="How many items to return (1..100).")]
+
+def _integral(value: Any) -> Any:
+    """JSON integers, including integral numbers (``3.0``); never booleans."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _iso_datetime(value: Any) -> Any:
+    """An RFC 3339 date-time string (naive ones read as UTC); numbers are refused."""
+    if not isinstance(value, str):
+        raise ValueError("expected an RFC 3339 date-time string, e.g. 2026-01-31T12:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an RFC 3339 date-time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# Field before the validator: the bounds stay JSON Schema's minimum and maximum.
+_INTEGRAL = BeforeValidator(_integral)
+UserId = Annotated[
+    int, Field(strict=True, ge=0, le=MAX_ID, description="A user id (non-negative)."), _INTEGRAL
+]
+ItemId = Annotated[
+    int, Field(strict=True, ge=0, le=MAX_ID, description="An item id (non-negative)."), _INTEGRAL
+]
+K = Annotated[
+    int, Field(strict=True, ge=1, le=MAX_K, description="How many items (1..100)."), _INTEGRAL
+]
+Position = Annotated[
+    int, Field(strict=True, ge=1, le=MAX_K, description="1-based slot in the row."), _INTEGRAL
+]
+Timestamp = Annotated[
+    datetime,
+    Field(description="When it happened (RFC 3339; UTC when no offset is given)."),
+    BeforeValidator(_iso_datetime),
+]
 FallbackKind = Literal["cold_start", "degraded"]
+Genre = Annotated[str, Field(min_length=1, max_length=MAX_GENRE_LENGTH, strict=True)]
 
 
 class RecommendedItem(BaseModel):
@@ -38,12 +85,14 @@ class RecommendationResponse(BaseModel):
 class BatchRecommendationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_ids: list[Annotated[StrictInt, Field(ge=0, le=MAX_ID)]] = Field(
-        min_length=1, description="Users to recommend for (at most REELRANK_MAX_BATCH_USERS)."
+    user_ids: list[UserId] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_USERS,
+        description="Users to recommend for (at most REELRANK_MAX_BATCH_USERS).",
     )
     k: K = 10
-    exclude_seen: bool = True
-    genre: str | None = Field(default=None, min_length=1, max_length=MAX_GENRE_LENGTH)
+    exclude_seen: StrictBool = True
+    genre: Genre | None = None
 
 
 class BatchRecommendationResponse(BaseModel):
@@ -51,30 +100,43 @@ class BatchRecommendationResponse(BaseModel):
     model_version: str
 
 
-class FeedbackEvent(BaseModel):
-    """One user action on a recommended item."""
+class _Event(BaseModel):
+    """What every feedback event carries."""
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
-    item_id: Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
-    event: Literal["impression", "click", "rating"]
-    rating: float | None = Field(
-        default=None, ge=0.5, le=5.0, description="Required for (and only for) rating events."
+    user_id: UserId
+    item_id: ItemId
+    timestamp: Timestamp | None = Field(
+        default=None, description="When it happened; the server time when absent."
     )
-    timestamp: datetime | None = Field(
-        default=None, description="When it happened (UTC); the server time when absent."
-    )
-    model_version: str | None = Field(default=None, max_length=64)
-    position: int | None = Field(default=None, ge=1, le=MAX_K)
+    model_version: Annotated[str, Field(max_length=MAX_VERSION_LENGTH, strict=True)] | None = None
+    position: Position | None = None
 
-    @model_validator(mode="after")
-    def _rating_only_for_ratings(self) -> FeedbackEvent:
-        if self.event == "rating" and self.rating is None:
-            raise ValueError("a rating event needs a 'rating' between 0.5 and 5")
-        if self.event != "rating" and self.rating is not None:
-            raise ValueError(f"'rating' is only allowed on rating events, not {self.event}")
-        return self
+
+class ImpressionEvent(_Event):
+    """The item was shown."""
+
+    event: Literal["impression"]
+
+
+class ClickEvent(_Event):
+    """The user opened the item's page."""
+
+    event: Literal["click"]
+
+
+class RatingEvent(_Event):
+    """The user rated the item."""
+
+    event: Literal["rating"]
+    rating: Annotated[
+        float,
+        Field(ge=0.5, le=5.0, allow_inf_nan=False, strict=True, description="Stars, 0.5 to 5."),
+    ]
+
+
+FeedbackEvent = Annotated[ImpressionEvent | ClickEvent | RatingEvent, Field(discriminator="event")]
 
 
 class FeedbackBatch(BaseModel):
@@ -115,5 +177,18 @@ class ReloadResponse(BaseModel):
     model_version: str
 
 
+class ValidationIssue(BaseModel):
+    """One thing wrong with a request (``loc``: where, ``msg``: what)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
 class ErrorResponse(BaseModel):
-    detail: str | list[dict[str, object]]
+    """Every error: ``detail`` says what was wrong and what to do."""
+
+    detail: str | list[ValidationIssue]
+    request_id: str | None = Field(default=None, description="Quote it when reporting a 500.")

@@ -24,12 +24,9 @@ API_KEY = "a-long-enough-test-key"
 
 
 @pytest.fixture
-def serving_settings(tmp_path: Path, small_world) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data", api_key=API_KEY, max_batch_users=5)
-    settings.lake_path.mkdir(parents=True)
-    items = small_world[2][[ITEM_ID, TITLE, GENRES]]
-    items.to_parquet(settings.lake_path / "items.parquet")
-    return settings
+def serving_settings(tmp_path: Path) -> Settings:
+    # No lake: the service takes titles and genres from the model's catalogue.
+    return Settings(data_dir=tmp_path / "data", api_key=API_KEY, max_batch_users=5)
 
 
 @pytest.fixture
@@ -432,3 +429,45 @@ def test_users_beyond_the_precomputed_ones_are_prepared_on_first_request(
         assert expected_cold is not None
         np.testing.assert_array_equal(cold.block.item_columns, expected_cold.block.item_columns)
         np.testing.assert_array_equal(cold.block.features, expected_cold.block.features)
+
+
+def test_an_unexpected_error_is_a_logged_500_with_the_request_id(client, caplog):
+    """A bug in a handler never drops the connection: JSON 500, the id in body, header and log."""
+    state = client.app.state.service.state
+
+    class Broken:
+        def prepare(self, block, row):
+            raise RuntimeError("scorer bug")
+
+    import dataclasses
+
+    broken = dataclasses.replace(state, scorer=Broken(), candidates=type(state.candidates)())
+    client.app.state.service._state = broken
+    with caplog.at_level("ERROR"):
+        response = client.get("/recommendations/1", headers={"X-Request-ID": "trace-me-42"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "detail": "internal server error; quote the request_id when reporting it.",
+        "request_id": "trace-me-42",
+    }
+    assert response.headers["x-request-id"] == "trace-me-42"
+    assert any("trace-me-42" in r.getMessage() for r in caplog.records)
+    client.app.state.service._state = state
+    assert client.get("/recommendations/1").status_code == 200
+
+
+def test_the_openapi_document_is_exact(client):
+    schema = client.get("/openapi.json").json()
+    batch = schema["components"]["schemas"]["BatchRecommendationRequest"]
+    assert batch["properties"]["user_ids"]["maxItems"] == 5  # REELRANK_MAX_BATCH_USERS
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            codes = set(operation["responses"])
+            assert "500" in codes, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "413", "422"} <= codes, (method, path)
+            for status, response in operation["responses"].items():
+                assert "X-Request-ID" in response["headers"], (method, path, status)
+    events = schema["components"]["schemas"]["FeedbackBatch"]["properties"]["events"]["items"]
+    assert set(events["discriminator"]["mapping"]) == {"impression", "click", "rating"}
+    assert "rating" not in schema["components"]["schemas"]["ClickEvent"]["properties"]

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -39,34 +40,42 @@ ENV_OF_THIS_PROCESS = (
 
 @pytest.fixture(scope="module")
 def server(pipeline_store: Path) -> Iterator[str]:
-    port = free_port()
-    process = _serve(
-        port,
+    process, base = start_server(
         {
             "REELRANK_DATA_DIR": str(pipeline_store),
             "REELRANK_API_KEY": API_KEY,
             "REELRANK_ONLINE_TIMEOUT_MS": "200",
-        },
-        output=subprocess.PIPE,
+        }
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"`reelrank serve` exited with {process.returncode}:\n{output[-4000:]}")
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("the server did not become ready within 180 s")
-            time.sleep(0.5)
         yield base
     finally:
-        _stop(process)
+        stop_server(process)
+
+
+def start_server(
+    settings: dict[str, str], ready_within_s: float = 180
+) -> tuple[subprocess.Popen, str]:
+    """``reelrank serve`` on a free port, waited for until ``/ready``; (process, base URL)."""
+    port = free_port()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server; not a pipe, which would block it when full)
+    process = _serve(port, settings, output=log.fileno())
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_within_s
+    while True:
+        if process.poll() is not None:
+            log.seek(0)
+            output = log.read().decode(errors="replace")
+            pytest.fail(f"`reelrank serve` exited with {process.returncode}:\n{output[-4000:]}")
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            stop_server(process)
+            pytest.fail(f"the server did not become ready within {ready_within_s:.0f} s")
+        time.sleep(0.5)
 
 
 def _serve(port: int, settings: dict[str, str], *args: str, output: int) -> subprocess.Popen:
@@ -78,11 +87,11 @@ def _serve(port: int, settings: dict[str, str], *args: str, output: int) -> subp
         cwd=ROOT,
         env=env,
         stdout=output,
-        stderr=subprocess.STDOUT if output == subprocess.PIPE else subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if output == subprocess.DEVNULL else subprocess.STDOUT,
     )
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_server(process: subprocess.Popen) -> None:
     process.terminate()
     try:
         process.wait(timeout=20)
@@ -227,7 +236,7 @@ def test_metrics_add_up_over_workers(pipeline_store: Path, tmp_path: Path):
             assert [float(v) for v in SERVED.findall(text)] == [n]
             assert 'reelrank_model_info{name="reelrank"' in text
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 def _served_per_worker(metrics_dir: Path) -> dict[str, float]:

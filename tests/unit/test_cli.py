@@ -56,3 +56,32 @@ def test_evaluate_without_a_run_says_what_to_do(data_dir: Path) -> None:
     result = runner.invoke(app, ["evaluate", "--dataset", "ml-100k"])
     assert result.exit_code == 1
     assert "reelrank train" in result.output
+
+
+def test_offline_run_prints_the_two_ways_out_without_a_traceback(tmp_path: Path) -> None:
+    """No network (a proxy on a closed port stands in for it): one clear message, exit 1;
+    the traceback stays out of the console (it is in Prefect's run log and --verbose)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "REELRANK_DATA_DIR": str(tmp_path / "data"),
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "https_proxy": "http://127.0.0.1:9",
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "run", "--no-train"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "Two ways out" in output.replace("\n", " ")
+    assert "--dataset synthetic" in output.replace("\n", " ")
+    assert "Traceback" not in output, output[-3000:]
+    assert not (tmp_path / "data" / "lake" / "events.parquet").exists()
