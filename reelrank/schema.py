@@ -4,7 +4,8 @@
 ``users``: one row per user with the side information the source has.
 ``items``: one row per item with title, genres (a list) and release date.
 Recommendations: ``user_id, item_id, score, rank`` (rank 1 = best), as every model's
-``recommend`` returns them. Feature columns are declared in :mod:`reelrank.features.columns`.
+``recommend`` returns them. Feature columns are declared in :mod:`reelrank.features.columns`;
+each column's domain (parser, range, vocabulary, pattern) in :mod:`reelrank.data.domains`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ AGE: Final = "age"
 GENDER: Final = "gender"
 OCCUPATION: Final = "occupation"
 ZIP_CODE: Final = "zip_code"
+IMDB_URL: Final = "imdb_url"  # MovieLens-100K items only
 REASON: Final = "reason"
 EVENT_TIMESTAMP: Final = "event_timestamp"  # the key Feast joins on
 SCORE: Final = "score"

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from reelrank.config import Settings
 from reelrank import schema as s
+from reelrank.config import Settings
 from reelrank.data.io import AtomicBatch, remove_stale_temps, sha256_file
 from reelrank.data.movielens import fetch_movielens, read_movielens
 from reelrank.data.validation import RawTable, TableReport, ValidationResult, validate_tables

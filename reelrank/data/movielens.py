@@ -4,13 +4,16 @@ The readers never drop a line. A line that cannot be split into the expected
 number of fields becomes a reject with reason ``unparseable_line`` and its
 original text; every other line becomes a row whose values are still text,
 with its original line (``raw``) and line number (``line``) attached, and the
-column parsers that :func:`reelrank.data.validation.validate_tables` applies.
+column domains where MovieLens differs from the canonical declaration
+(:data:`reelrank.data.domains.ML100K_DOMAINS`, :data:`~reelrank.data.domains.ML1M_DOMAINS`),
+which :func:`reelrank.data.validation.validate_tables` applies.
 
 Official files (GroupLens, https://grouplens.org/datasets/movielens/):
 
 - ``ml-100k.zip``: ``ml-100k/u.data`` (user \\t item \\t rating \\t unix seconds),
   ``u.item`` (id|title|release date ``01-Jan-1995``|video release|IMDb URL|19 genre
-  flags), ``u.user`` (id|age|gender|occupation|zip); latin-1.
+  flags), ``u.user`` (id|age|gender|occupation|zip), ``u.occupation`` (the occupations,
+  one a line: the users' vocabulary), ``u.genre`` (name|flag index); latin-1.
 - ``ml-1m.zip``: ``ml-1m/ratings.dat`` (UserID::MovieID::Rating::Timestamp),
   ``movies.dat`` (MovieID::Title (Year)::Genre|Genre), ``users.dat``
   (UserID::Gender::Age::Occupation code::Zip-code); latin-1.
@@ -24,26 +27,24 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, Literal, get_args
 
-import numpy as np
 import pandas as pd
 
 from reelrank import schema as s
-from reelrank.data.io import atomic_path, sha256_file
-from reelrank.data.validation import (
-    LINE,
-    RAW,
-    UNPARSEABLE_LINE,
-    Parser,
-    RawTable,
-    parse_date,
-    parse_float,
-    parse_int,
-    parse_string,
+from reelrank.data.domains import (
+    DOMAINS,
+    ML1M_DOMAINS,
+    ML100K_DOMAINS,
+    ML100K_GENRE_FLAGS,
+    OCCUPATIONS,
+    Domain,
 )
+from reelrank.data.io import atomic_path, sha256_file
+from reelrank.data.parsers import GENRE_SEPARATOR
+from reelrank.data.validation import LINE, RAW, UNPARSEABLE_LINE, RawTable
 from reelrank.exceptions import DataSourceError
 
 logger = logging.getLogger(__name__)
@@ -53,39 +54,12 @@ MOVIELENS_VARIANTS: Final[tuple[str, ...]] = get_args(MovieLensVariant)
 ENCODING: Final = "latin-1"
 RATING_MIN: Final = 1.0
 RATING_MAX: Final = 5.0
-IMDB_URL: Final = "imdb_url"
 DOWNLOAD_TIMEOUT_SECONDS: Final = 60.0
 
-# MovieLens-100K genre flags, in file order; "unknown" maps to no genre.
-ML100K_GENRE_FLAGS: Final[tuple[str, ...]] = ("unknown", *s.GENRE_VOCAB)
-UNKNOWN_GENRE: Final = "unknown"
-
-# MovieLens-1M occupation codes (ml-1m/README).
-ML1M_OCCUPATIONS: Final[dict[str, str]] = {
-    "0": "other",
-    "1": "academic/educator",
-    "2": "artist",
-    "3": "clerical/admin",
-    "4": "college/grad student",
-    "5": "customer service",
-    "6": "doctor/health care",
-    "7": "executive/managerial",
-    "8": "farmer",
-    "9": "homemaker",
-    "10": "K-12 student",
-    "11": "lawyer",
-    "12": "programmer",
-    "13": "retired",
-    "14": "sales/marketing",
-    "15": "scientist",
-    "16": "self-employed",
-    "17": "technician/engineer",
-    "18": "tradesman/craftsman",
-    "19": "unemployed",
-    "20": "writer",
-}
-
 _TITLE_YEAR: Final = re.compile(r"\((\d{4})\)\s*$")
+# Lists ml-100k ships beside its tables (the documented ones are used if a copy lacks them).
+ML100K_OCCUPATIONS_MEMBER: Final = "ml-100k/u.occupation"
+ML100K_GENRES_MEMBER: Final = "ml-100k/u.genre"
 
 
 @dataclass(frozen=True)
@@ -150,7 +124,7 @@ LAYOUTS: Final[dict[str, _Layout]] = {
         items=_FileLayout(
             "u.item",
             "|",
-            (s.ITEM_ID, s.TITLE, s.RELEASE_DATE, _VIDEO_RELEASE, IMDB_URL, *_ML100K_FLAG_COLUMNS),
+            (s.ITEM_ID, s.TITLE, s.RELEASE_DATE, _VIDEO_RELEASE, s.IMDB_URL, *_ML100K_FLAG_COLUMNS),
         ),
     ),
     "ml-1m": _Layout(
@@ -322,39 +296,75 @@ def _split(lines: pd.Series, layout: _FileLayout) -> tuple[pd.DataFrame, pd.Data
     return fields.reset_index(drop=True), rejects
 
 
-def _ml100k_genres(fields: pd.DataFrame) -> pd.Series:
-    """``"Action|Comedy"`` from the 19 flags; invalid flags keep their text so they fail."""
-    flags = fields[list(_ML100K_FLAG_COLUMNS)].apply(lambda col: col.str.strip())
-    valid = flags.isin(["0", "1"]).all(axis=1).to_numpy()
-    on = (flags == "1").to_numpy()
-    names = np.array(ML100K_GENRE_FLAGS, dtype=object)
-    keep = names != UNKNOWN_GENRE
-    genres = pd.Series(
-        ["|".join(names[keep & row]) for row in on], index=fields.index, dtype=object
-    )
-    original = flags.astype(str).agg("|".join, axis=1)
-    return genres.where(valid, original)
+def _ml100k_genre_flags(fields: pd.DataFrame) -> pd.Series:
+    """The 19 flags of each line as one ``0|1|...`` text, which the ml-100k genres domain parses."""
+    flags = fields[list(_ML100K_FLAG_COLUMNS)].astype("string")
+    return flags.iloc[:, 0].str.cat(flags.iloc[:, 1:], sep=GENRE_SEPARATOR).astype(object)
 
 
 def _ml1m_release_year(titles: pd.Series) -> pd.Series:
     return titles.str.extract(_TITLE_YEAR, expand=False)
 
 
-def _parse_ml1m_occupation(values: pd.Series) -> pd.Series:
-    return values.astype("string").str.strip().map(ML1M_OCCUPATIONS).astype("string")
+def _listed(archive: zipfile.ZipFile, member: str) -> list[str] | None:
+    """The non-empty lines of an optional member (``None`` when the zip lacks it)."""
+    name = _find_member(archive, member)
+    if name is None:
+        return None
+    text = archive.read(name).decode(ENCODING)
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-_USER_PARSERS: Final[dict[str, Parser]] = {
-    s.AGE: parse_int,
-    s.GENDER: parse_string,
-    s.OCCUPATION: parse_string,
-    s.ZIP_CODE: parse_string,
-}
+def _ml100k_occupations(archive: zipfile.ZipFile, path: Path) -> tuple[str, ...]:
+    """The occupations ml-100k ships in ``u.occupation`` (the documented list if it lacks one)."""
+    listed = _listed(archive, ML100K_OCCUPATIONS_MEMBER)
+    if listed is None:
+        logger.warning(
+            "%s has no %s; using MovieLens-100K's documented occupations",
+            path,
+            ML100K_OCCUPATIONS_MEMBER,
+        )
+        return OCCUPATIONS
+    return tuple(listed)
 
 
-def _events_table(lines: pd.Series, layout: _FileLayout) -> RawTable:
+def _check_ml100k_genre_flags(archive: zipfile.ZipFile, path: Path) -> None:
+    """``u.genre`` must name u.item's flags in the order the reader reads them."""
+    listed = _listed(archive, ML100K_GENRES_MEMBER)
+    expected = [f"{name}|{index}" for index, name in enumerate(ML100K_GENRE_FLAGS)]
+    if listed is not None and listed != expected:
+        raise DataSourceError(
+            f"{path}: its {ML100K_GENRES_MEMBER} lists the genre flags {listed}, but u.item's 19 "
+            f"flags are read as {expected} (GroupLens' ml-100k layout); this zip is another "
+            "layout. Use GroupLens' ml-100k.zip, or fix its u.genre."
+        )
+
+
+def _user_domains(archive: zipfile.ZipFile, path: Path, variant: str) -> dict[str, Domain]:
+    if variant == "ml-1m":
+        return dict(ML1M_DOMAINS[s.USERS])
+    occupations = frozenset(_ml100k_occupations(archive, path))
+    occupation = replace(DOMAINS[s.USERS][s.OCCUPATION], vocabulary=occupations)
+    return {**ML100K_DOMAINS[s.USERS], s.OCCUPATION: occupation}
+
+
+def _users_table(lines: pd.Series, layout: _FileLayout, domains: dict[str, Domain]) -> RawTable:
     fields, rejects = _split(lines, layout)
-    return RawTable(s.EVENTS, fields, {s.RATING: parse_float}, rejects)
+    return RawTable(s.USERS, fields, domains=domains, rejects=rejects)
+
+
+def _items_table(lines: pd.Series, layout: _FileLayout, variant: str) -> RawTable:
+    fields, rejects = _split(lines, layout)
+    if variant == "ml-100k":
+        fields[s.GENRES] = _ml100k_genre_flags(fields)
+        fields = fields.drop(columns=[*_ML100K_FLAG_COLUMNS, _VIDEO_RELEASE])
+        domains = ML100K_DOMAINS[s.ITEMS]
+    else:
+        fields[s.RELEASE_DATE] = _ml1m_release_year(fields[s.TITLE].astype("string"))
+        domains = ML1M_DOMAINS[s.ITEMS]
+    columns = [s.ITEM_ID, s.TITLE, s.GENRES, s.RELEASE_DATE]
+    rest = [c for c in fields.columns if c not in columns]
+    return RawTable(s.ITEMS, fields[columns + rest], domains=domains, rejects=rejects)
 
 
 def read_movielens(path: Path, variant: MovieLensVariant | None = None) -> MovieLensTables:
@@ -379,29 +389,14 @@ def read_movielens(path: Path, variant: MovieLensVariant | None = None) -> Movie
         event_lines = _read_lines(archive, path, f"{variant}/{layout.events.member}", variant)
         user_lines = _read_lines(archive, path, f"{variant}/{layout.users.member}", variant)
         item_lines = _read_lines(archive, path, f"{variant}/{layout.items.member}", variant)
+        if variant == "ml-100k":
+            _check_ml100k_genre_flags(archive, path)
+        user_domains = _user_domains(archive, path, variant)
 
-    events = _events_table(event_lines, layout.events)
-
-    user_fields, user_rejects = _split(user_lines, layout.users)
-    user_parsers = dict(_USER_PARSERS)
-    if variant == "ml-1m":
-        user_parsers[s.OCCUPATION] = _parse_ml1m_occupation
-    users = RawTable(s.USERS, user_fields, user_parsers, user_rejects)
-
-    item_fields, item_rejects = _split(item_lines, layout.items)
-    if variant == "ml-100k":
-        item_fields[s.GENRES] = _ml100k_genres(item_fields)
-        item_fields = item_fields.drop(columns=[*_ML100K_FLAG_COLUMNS, _VIDEO_RELEASE])
-        item_parsers: dict[str, Parser] = {
-            s.RELEASE_DATE: parse_date("%d-%b-%Y"),
-            IMDB_URL: parse_string,
-        }
-    else:
-        item_fields[s.RELEASE_DATE] = _ml1m_release_year(item_fields[s.TITLE].astype("string"))
-        item_parsers = {s.RELEASE_DATE: parse_date("%Y")}
-    columns = [s.ITEM_ID, s.TITLE, s.GENRES, s.RELEASE_DATE]
-    rest = [c for c in item_fields.columns if c not in columns]
-    items = RawTable(s.ITEMS, item_fields[columns + rest], item_parsers, item_rejects)
+    event_fields, event_rejects = _split(event_lines, layout.events)
+    events = RawTable(s.EVENTS, event_fields, rejects=event_rejects)
+    users = _users_table(user_lines, layout.users, user_domains)
+    items = _items_table(item_lines, layout.items, variant)
 
     logger.info(
         "read %s: %d event, %d user, %d item lines",

@@ -52,7 +52,9 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import ndtr
 
+from reelrank.data import domains
 from reelrank.data.io import AtomicBatch
+from reelrank.exceptions import DataSourceError, ReelRankError, ValidationError
 from reelrank.schema import (
     AGE,
     EARLIEST_TIMESTAMP,
@@ -71,7 +73,6 @@ from reelrank.schema import (
     USER_ID,
     Dataset,
 )
-from reelrank.exceptions import DataSourceError, ReelRankError, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -128,16 +129,13 @@ _AGE_EFFECT: Final[Mapping[str, float]] = {
 _OCCUPATION_EFFECT_SD: Final = 0.15
 _GENRE_COUNT_PROBS: Final = (0.45, 0.35, 0.20)  # P(item has 1, 2, 3 genres)
 
-# MovieLens-100K occupations and their relative frequencies.
-OCCUPATIONS: Final[tuple[str, ...]] = (
-    "administrator", "artist", "doctor", "educator", "engineer", "entertainment", "executive",
-    "healthcare", "homemaker", "lawyer", "librarian", "marketing", "none", "other", "programmer",
-    "retired", "salesman", "scientist", "student", "technician", "writer",
-)  # fmt: skip
+# Side information is drawn inside the declared domains (reelrank/data/domains.py):
+# MovieLens-100K's occupations, with their relative frequencies; genders; ages in years.
+OCCUPATIONS: Final = domains.OCCUPATIONS
 _OCCUPATION_FREQUENCY: Final = (
     79, 28, 7, 95, 67, 18, 32, 16, 7, 12, 51, 26, 9, 105, 66, 14, 12, 31, 196, 27, 45,
 )  # fmt: skip
-GENDERS: Final = ("M", "F")
+GENDERS: Final = domains.GENDERS
 _MALE_SHARE: Final = 0.71
 _AGE_MEAN, _AGE_SD, _AGE_MIN, _AGE_MAX = 33.0, 12.0, 7, 73
 _STUDENT_AGE, _STUDENT_SHARE_YOUNG = 23, 0.7
@@ -264,6 +262,13 @@ class SyntheticConfig:
                 problems.append(
                     f"start_date must be on or after {EARLIEST_TIMESTAMP.date()} "
                     f"(got {self.start_date})"
+                )
+            oldest = start - pd.Timedelta(days=round(self.catalog_history_years * DAYS_PER_YEAR))
+            if oldest < domains.EARLIEST_RELEASE_DATE:
+                problems.append(
+                    f"catalog_history_years={self.catalog_history_years} puts release dates "
+                    f"back to {oldest.date()}, before {domains.EARLIEST_RELEASE_DATE.date()} "
+                    "(validation would quarantine those items); choose fewer years"
                 )
             if self.end > pd.Timestamp.now(tz="UTC"):
                 problems.append(

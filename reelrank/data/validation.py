@@ -2,25 +2,36 @@
 
 A source hands each table over as a :class:`RawTable`: the rows it could split
 into columns (values as read, usually strings, plus the original line text),
-the lines it could not split (already marked ``unparseable_line``) and, per
-column, a parser that turns the read values into the canonical type.
-:func:`validate_tables` applies the rules below to all three tables and returns
-the accepted canonical frames, one quarantine frame per table (the original
-content plus a ``reason``) and a :class:`TableReport` per table.
+the lines it could not split (already marked ``unparseable_line``) and the
+domains where it differs from the canonical declaration of
+:mod:`reelrank.data.domains` (a parser, a vocabulary, ...). :func:`validate_tables`
+applies the rules below to all three tables and returns the accepted canonical
+frames, one quarantine frame per table (the original content plus a ``reason``)
+and a :class:`TableReport` per table.
 
 Rules, in the order a row's reason is decided (the first rule a row breaks is
-its reason; each rule only looks at rows that passed the earlier ones):
+its reason; each rule only looks at rows that passed the earlier ones). Rules 3-7
+are derived from the columns' declared domains, by one loop per kind of constraint
+over the columns in declaration order:
 
-1. ``unparseable_line``: the line could not be split into the expected fields.
+1. ``unparseable_line``: the line could not be split into the expected fields
+   (including a MovieLens-100K item without its 19 genre flags).
 2. ``null_key``: a key column (``schema.<TABLE>_SCHEMA.key``) is empty.
-3. ``missing_value``: a required non-key column (events' ``rating``) is empty.
-4. ``invalid_value``: a value cannot be coerced to its column's type.
-5. ``rating_out_of_range``: rating outside the source's scale (events).
-6. ``future_timestamp`` / ``timestamp_before_1995``: event time after ``now`` or
-   before :data:`schema.EARLIEST_TIMESTAMP`.
-7. ``unknown_user`` / ``unknown_item``: the event names a user or item that is
+3. ``missing_value``: a column declared ``required`` is empty (events' rating;
+   users' age, gender, occupation, zip code; items' title).
+4. ``invalid_value``: a value its column's parser cannot read (not a number, a
+   fractional id, an unknown genre, a genre flag other than 0/1, a date pandas
+   cannot hold).
+5. Outside the declared inclusive range: ``rating_out_of_range`` (events' rating,
+   on the source's scale); ``future_timestamp`` / ``timestamp_before_1995`` (event
+   time after ``now`` or before :data:`schema.EARLIEST_TIMESTAMP`); ``out_of_range``
+   (users' age, items' release date).
+6. ``not_in_vocabulary``: a value outside its column's declared vocabulary (gender,
+   occupation; MovieLens-1M's age codes).
+7. ``bad_format``: a text that does not match its column's declared pattern (zip codes).
+8. ``unknown_user`` / ``unknown_item``: the event names a user or item that is
    not among the *accepted* users or items.
-8. ``duplicate_key`` (users, items) / ``duplicate_event`` (events: same user,
+9. ``duplicate_key`` (users, items) / ``duplicate_event`` (events: same user,
    item and timestamp): the first occurrence is kept, later ones quarantined.
 
 Everything is vectorised pandas/numpy, so ten million events validate in seconds.
@@ -28,7 +39,8 @@ Everything is vectorised pandas/numpy, so ten million events validate in seconds
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import operator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -36,16 +48,26 @@ import numpy as np
 import pandas as pd
 
 from reelrank import schema as s
+from reelrank.data.domains import (
+    BAD_FORMAT,
+    FUTURE_TIMESTAMP,
+    INVALID_VALUE,
+    MISSING_VALUE,
+    NOT_IN_VOCABULARY,
+    OUT_OF_RANGE,
+    RATING_OUT_OF_RANGE,
+    TIMESTAMP_BEFORE_1995,
+    Domain,
+    TableDomains,
+    required_columns,
+    table_domains,
+)
+from reelrank.data.parsers import Parser, is_text
 from reelrank.exceptions import ValidationError
 
-# Reasons (the values of the quarantine frames' ``reason`` column).
+# Reasons (the values of the quarantine frames' ``reason`` column), in rule order.
 UNPARSEABLE_LINE: Final = "unparseable_line"
 NULL_KEY: Final = "null_key"
-MISSING_VALUE: Final = "missing_value"
-INVALID_VALUE: Final = "invalid_value"
-RATING_OUT_OF_RANGE: Final = "rating_out_of_range"
-FUTURE_TIMESTAMP: Final = "future_timestamp"
-TIMESTAMP_BEFORE_1995: Final = "timestamp_before_1995"
 UNKNOWN_USER: Final = "unknown_user"
 UNKNOWN_ITEM: Final = "unknown_item"
 DUPLICATE_KEY: Final = "duplicate_key"
@@ -58,6 +80,9 @@ REASONS: Final[tuple[str, ...]] = (
     RATING_OUT_OF_RANGE,
     FUTURE_TIMESTAMP,
     TIMESTAMP_BEFORE_1995,
+    OUT_OF_RANGE,
+    NOT_IN_VOCABULARY,
+    BAD_FORMAT,
     UNKNOWN_USER,
     UNKNOWN_ITEM,
     DUPLICATE_KEY,
@@ -69,125 +94,11 @@ RAW: Final = "raw"  # the original line text
 LINE: Final = "line"  # 1-based line number in the source file
 PROVENANCE_COLUMNS: Final = (LINE, RAW)
 
-# Columns that must be present and non-empty beyond each table's key.
-REQUIRED_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    s.EVENTS: (s.RATING,),
-    s.USERS: (),
-    s.ITEMS: (),
-}
-
-Parser = Callable[[pd.Series], pd.Series]
-"""Turns read values into the canonical type; a value it cannot convert becomes NA."""
+#: Canonical non-key columns that must be non-empty (derived from the declared domains).
+REQUIRED_COLUMNS: Final[dict[str, tuple[str, ...]]] = {t: required_columns(t) for t in s.TABLES}
 
 _ACCEPTED: Final = -1
 _REASON_CODE: Final = {reason: code for code, reason in enumerate(REASONS)}
-
-
-# --------------------------------------------------------------------------- parsers
-
-
-def _is_text(values: pd.Series) -> bool:
-    return values.dtype == object or isinstance(values.dtype, pd.StringDtype)
-
-
-def _stripped(values: pd.Series) -> pd.Series:
-    return values.astype("string").str.strip() if _is_text(values) else values
-
-
-def parse_int(values: pd.Series) -> pd.Series:
-    """Integers (nullable ``Int64``); non-numeric or fractional values become NA."""
-    if pd.api.types.is_integer_dtype(values.dtype):
-        return values
-    numbers = pd.to_numeric(_stripped(values), errors="coerce").astype("Float64")
-    integral = numbers.notna() & (numbers == numbers.round()) & (numbers.abs() < 2**62)
-    return numbers.where(integral).astype("Int64")
-
-
-def parse_float(values: pd.Series) -> pd.Series:
-    """Floats; non-numeric and non-finite values become NaN."""
-    if pd.api.types.is_float_dtype(values.dtype) and not isinstance(values.dtype, pd.Float64Dtype):
-        return values.where(np.isfinite(values)).astype("float64")
-    numbers = pd.to_numeric(_stripped(values), errors="coerce").astype("float64")
-    return numbers.where(np.isfinite(numbers))
-
-
-def _to_utc(values: pd.Series) -> pd.Series:
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        out = values.dt.tz_convert("UTC")
-    else:
-        out = values.dt.tz_localize("UTC")
-    return out.astype("datetime64[ns, UTC]")
-
-
-def parse_epoch_seconds(values: pd.Series) -> pd.Series:
-    """Unix seconds (or datetimes, naive ones taken as UTC) to UTC timestamps."""
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return _to_utc(values)
-    seconds = parse_float(values)
-    # Outside pandas' nanosecond range (about 1677-2262) -> invalid, not an overflow error.
-    in_range = seconds.abs() < 9.2e9
-    # Only finite values go to pandas: pandas 2.3's float path leaves the slots of NaN
-    # inputs uninitialised and rounds them under errstate(over="raise"), so a NaN in
-    # the input can raise FloatingPointError depending on whatever was in memory.
-    ok = in_range.to_numpy()
-    stamps = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-    stamps[ok] = pd.to_datetime(seconds.to_numpy()[ok], unit="s", utc=True).as_unit("ns")
-    return stamps
-
-
-def parse_date(date_format: str) -> Parser:
-    """A parser for dates written as ``date_format`` (datetimes pass through as UTC)."""
-
-    def parse(values: pd.Series) -> pd.Series:
-        if pd.api.types.is_datetime64_any_dtype(values.dtype):
-            return _to_utc(values)
-        parsed = pd.to_datetime(_stripped(values), format=date_format, errors="coerce", utc=True)
-        return parsed.astype("datetime64[ns, UTC]")
-
-    parse.__name__ = f"parse_date_{date_format}"
-    return parse
-
-
-def parse_string(values: pd.Series) -> pd.Series:
-    """Text as pandas' ``string`` dtype; never invalid."""
-    return values.astype("string")
-
-
-GENRE_SEPARATOR: Final = "|"
-_GENRES: Final = frozenset(s.GENRE_VOCAB)
-
-
-def parse_genres(values: pd.Series) -> pd.Series:
-    """Genre lists from lists or ``"A|B"`` strings; any genre outside ``GENRE_VOCAB`` -> NA."""
-
-    def one(value: Any) -> list[str] | None:
-        if isinstance(value, str):
-            names = [g for g in value.strip().split(GENRE_SEPARATOR) if g]
-        elif isinstance(value, list | tuple | np.ndarray):
-            names = [str(g) for g in value]
-        else:
-            return None
-        return names if _GENRES.issuperset(names) else None
-
-    # One Python call per *item* (tens of thousands at most), never per event.
-    return pd.Series([one(v) for v in values], index=values.index, dtype=object)
-
-
-DEFAULT_PARSERS: Final[dict[str, dict[str, Parser]]] = {
-    s.EVENTS: {
-        s.USER_ID: parse_int,
-        s.ITEM_ID: parse_int,
-        s.RATING: parse_float,
-        s.TIMESTAMP: parse_epoch_seconds,
-    },
-    s.USERS: {s.USER_ID: parse_int},
-    s.ITEMS: {
-        s.ITEM_ID: parse_int,
-        s.TITLE: parse_string,
-        s.GENRES: parse_genres,
-        s.RELEASE_DATE: parse_epoch_seconds,
-    },
-}
 
 
 # --------------------------------------------------------------------------- inputs/outputs
@@ -212,18 +123,24 @@ class RawTable:
         name: ``events``, ``users`` or ``items``.
         frame: the rows split into columns, values as read (strings or typed),
             optionally with ``line``/``raw`` provenance columns.
-        parsers: column -> parser; columns without one fall back to
-            :data:`DEFAULT_PARSERS`, then are kept as they are.
+        domains: column -> domain where the source differs from
+            :data:`reelrank.data.domains.DOMAINS` (or adds a column); columns
+            declared nowhere are kept as they are.
         rejects: lines that could not be split (``line``, ``raw``, ``reason``).
     """
 
     name: str
     frame: pd.DataFrame
-    parsers: dict[str, Parser] = field(default_factory=dict)
+    domains: TableDomains = field(default_factory=dict)
     rejects: pd.DataFrame = field(default_factory=empty_rejects)
 
+    def domains_of_columns(self) -> dict[str, Domain]:
+        """The domain of every column of ``frame`` that has one, in declaration order."""
+        return {c: d for c, d in table_domains(self.name, self.domains).items() if c in self.frame}
+
     def parser_for(self, column: str) -> Parser | None:
-        return self.parsers.get(column, DEFAULT_PARSERS[self.name].get(column))
+        domain = table_domains(self.name, self.domains).get(column)
+        return None if domain is None else domain.parser
 
     @property
     def read(self) -> int:
@@ -299,7 +216,7 @@ class _Verdicts:
 
 def _blank(values: pd.Series) -> np.ndarray:
     missing = values.isna().to_numpy(dtype=bool)
-    if _is_text(values):
+    if is_text(values):
         text = values.astype("string").str.strip()
         missing |= (text == "").fillna(True).to_numpy(dtype=bool)
     return missing
@@ -373,36 +290,17 @@ def _quarantine_frame(
     return merged.sort_values(LINE, kind="stable", na_position="last", ignore_index=True)
 
 
-def _validate_table(
+def _parse(
     table: RawTable,
-    *,
-    rating_min: float = 1.0,
-    rating_max: float = 5.0,
-    now: pd.Timestamp | None = None,
-    known_users: pd.Series | None = None,
-    known_items: pd.Series | None = None,
-) -> _Outcome:
-    _check_columns(table)
-    table_schema = s.SCHEMAS[table.name]
-    frame = table.frame
-    if not frame.index.equals(pd.RangeIndex(len(frame))):
-        frame = frame.reset_index(drop=True)
-    data_columns = [c for c in frame.columns if c not in PROVENANCE_COLUMNS]
-    verdicts = _Verdicts(len(frame))
-
-    # Rejects arrive already decided (unparseable lines); check their reasons are known.
-    unknown = set(table.rejects[s.REASON].astype(str)) - set(REASONS)
-    if unknown:
-        raise ValidationError(f"unknown quarantine reason(s) {sorted(unknown)} in {table.name}.")
-
-    blanks = {c: _blank(frame[c]) for c in data_columns}
-    for column in table_schema.key:
-        verdicts.reject(blanks[column], NULL_KEY)
-    for column in REQUIRED_COLUMNS[table.name]:
-        verdicts.reject(blanks[column], MISSING_VALUE)
-
+    frame: pd.DataFrame,
+    columns: list[str],
+    blanks: Mapping[str, np.ndarray],
+    verdicts: _Verdicts,
+) -> dict[str, pd.Series]:
+    """Rule 4: each column through its declared parser; a present value it cannot read is
+    ``invalid_value``. Returns the typed columns."""
     typed: dict[str, pd.Series] = {}
-    for column in data_columns:
+    for column in columns:
         parser = table.parser_for(column)
         if parser is None:
             typed[column] = frame[column]
@@ -412,51 +310,149 @@ def _validate_table(
             raise ValidationError(f"parser for {table.name}.{column} changed the row count.")
         verdicts.reject(values.isna().to_numpy(dtype=bool) & ~blanks[column], INVALID_VALUE)
         typed[column] = values
+    return typed
 
-    if table.name == s.EVENTS:
-        rating = typed[s.RATING].to_numpy(dtype="float64", na_value=np.nan)
-        with np.errstate(invalid="ignore"):
-            verdicts.reject((rating < rating_min) | (rating > rating_max), RATING_OUT_OF_RANGE)
-        stamp = typed[s.TIMESTAMP]
-        current = now if now is not None else pd.Timestamp.now(tz="UTC")
-        verdicts.reject((stamp > current).fillna(False).to_numpy(), FUTURE_TIMESTAMP)
-        verdicts.reject(
-            (stamp < s.EARLIEST_TIMESTAMP).fillna(False).to_numpy(), TIMESTAMP_BEFORE_1995
-        )
-        if known_users is not None:
-            verdicts.reject(~typed[s.USER_ID].isin(known_users).to_numpy(dtype=bool), UNKNOWN_USER)
-        if known_items is not None:
-            verdicts.reject(~typed[s.ITEM_ID].isin(known_items).to_numpy(dtype=bool), UNKNOWN_ITEM)
 
-    duplicate_reason = DUPLICATE_EVENT if table.name == s.EVENTS else DUPLICATE_KEY
-    ok = verdicts.ok
+def _flags(values: pd.Series) -> np.ndarray:
+    if values.dtype == bool:
+        return values.to_numpy()
+    return values.to_numpy(dtype=bool, na_value=False)
+
+
+def _beyond(values: pd.Series, bound: Any, compare: Callable[[Any, Any], Any]) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return _flags(compare(values, bound))
+
+
+def _present(broken: np.ndarray, blank: np.ndarray) -> np.ndarray:
+    """``broken`` without the blank rows (no copy when nothing is blank, as in most tables)."""
+    return broken & ~blank if blank.any() else broken
+
+
+def _check_domains(
+    verdicts: _Verdicts,
+    table: str,
+    domains: Mapping[str, Domain],
+    typed: Mapping[str, pd.Series],
+    blanks: Mapping[str, np.ndarray],
+    run: Mapping[str, Any],
+) -> None:
+    """Rules 5-7 (range, vocabulary, pattern), kind by kind, columns in declaration order."""
+    for broken, reason in _domain_rules(table, domains, typed, blanks, run):
+        verdicts.reject(broken, reason)
+
+
+def _domain_rules(
+    table: str,
+    domains: Mapping[str, Domain],
+    typed: Mapping[str, pd.Series],
+    blanks: Mapping[str, np.ndarray],
+    run: Mapping[str, Any],
+) -> Iterator[tuple[np.ndarray, str]]:
+    """The rows breaking each of rules 5-7, with the reason; a blank value breaks none."""
+    for column, domain in domains.items():
+        if domain.range is None:
+            continue
+        bounds = domain.range.resolve(run)
+        try:
+            if bounds.high is not None:
+                above = _beyond(typed[column], bounds.high, operator.gt)
+                yield _present(above, blanks[column]), bounds.above
+            if bounds.low is not None:
+                below = _beyond(typed[column], bounds.low, operator.lt)
+                yield _present(below, blanks[column]), bounds.below
+        except TypeError as error:
+            raise ValidationError(
+                f"{table}.{column} ({typed[column].dtype}) cannot be compared with its declared "
+                f"range {bounds} ({error}); fix the domain in reelrank/data/domains.py."
+            ) from error
+    for column, domain in domains.items():
+        if domain.vocabulary is not None:
+            values = typed[column]
+            outside = _flags(values.notna() & ~values.isin(list(domain.vocabulary)))
+            yield _present(outside, blanks[column]), NOT_IN_VOCABULARY
+    for column, domain in domains.items():
+        if domain.pattern is not None:
+            matches = typed[column].astype("string").str.fullmatch(domain.pattern)
+            mismatched = ~matches.to_numpy(dtype=bool, na_value=True)
+            yield _present(mismatched, blanks[column]), BAD_FORMAT
+
+
+def _labelled(typed: dict[str, pd.Series], domains: Mapping[str, Domain]) -> None:
+    """Replace codes by their labels where a column's vocabulary is a code -> label mapping."""
+    for column, domain in domains.items():
+        if isinstance(domain.vocabulary, Mapping):
+            values = typed[column]
+            typed[column] = values.map(dict(domain.vocabulary)).astype(values.dtype)
+
+
+def _accepted_frame(
+    table: RawTable, typed: Mapping[str, pd.Series], columns: list[str], ok: np.ndarray
+) -> pd.DataFrame:
+    table_schema = s.SCHEMAS[table.name]
     all_ok = bool(ok.all())
-    keys = pd.DataFrame({c: typed[c] for c in table_schema.key}, copy=False)
-    duplicated = np.zeros(len(frame), dtype=bool)
-    duplicated[ok] = _duplicated_keep_first(keys if all_ok else keys[ok])
-    verdicts.reject(duplicated, duplicate_reason)
-
-    ok = verdicts.ok
-    all_ok = bool(ok.all())
-    order = table_schema.columns + [c for c in data_columns if c not in table_schema.dtypes]
-    columns: dict[str, pd.Series] = {}
+    order = table_schema.columns + [c for c in columns if c not in table_schema.dtypes]
+    accepted: dict[str, pd.Series] = {}
     for column in order:
         values = typed[column] if all_ok else typed[column][ok].reset_index(drop=True)
         dtype = table_schema.dtypes.get(column)
         if dtype is not None and column != s.GENRES and str(values.dtype) != dtype:
             values = values.astype(pd.api.types.pandas_dtype(dtype))
-        columns[column] = values
-    accepted = pd.DataFrame(columns, copy=False)
+        accepted[column] = values
+    return pd.DataFrame(accepted, copy=False)
 
+
+def _validate_table(
+    table: RawTable,
+    run: Mapping[str, Any],
+    known_users: pd.Series | None = None,
+    known_items: pd.Series | None = None,
+) -> _Outcome:
+    _check_columns(table)
+    key = s.SCHEMAS[table.name].key
+    frame = table.frame
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        frame = frame.reset_index(drop=True)
+    data_columns = [c for c in frame.columns if c not in PROVENANCE_COLUMNS]
+    domains = table.domains_of_columns()
+    verdicts = _Verdicts(len(frame))
+
+    # Rejects arrive already decided (unparseable lines); check their reasons are known.
+    unknown = set(table.rejects[s.REASON].astype(str)) - set(REASONS)
+    if unknown:
+        raise ValidationError(f"unknown quarantine reason(s) {sorted(unknown)} in {table.name}.")
+
+    blanks = {c: _blank(frame[c]) for c in data_columns}
+    for column in key:
+        verdicts.reject(blanks[column], NULL_KEY)
+    for column, domain in domains.items():
+        if domain.required and column not in key:
+            verdicts.reject(blanks[column], MISSING_VALUE)
+    typed = _parse(table, frame, data_columns, blanks, verdicts)
+    _check_domains(verdicts, table.name, domains, typed, blanks, run)
+    _labelled(typed, domains)
+
+    if known_users is not None:
+        verdicts.reject(~typed[s.USER_ID].isin(known_users).to_numpy(dtype=bool), UNKNOWN_USER)
+    if known_items is not None:
+        verdicts.reject(~typed[s.ITEM_ID].isin(known_items).to_numpy(dtype=bool), UNKNOWN_ITEM)
+
+    ok = verdicts.ok
+    keys = pd.DataFrame({c: typed[c] for c in key}, copy=False)
+    duplicated = np.zeros(len(frame), dtype=bool)
+    duplicated[ok] = _duplicated_keep_first(keys if ok.all() else keys[ok])
+    verdicts.reject(duplicated, DUPLICATE_EVENT if table.name == s.EVENTS else DUPLICATE_KEY)
+
+    ok = verdicts.ok
+    accepted = _accepted_frame(table, typed, data_columns, ok)
     bad = ~ok
     quarantine = _quarantine_frame(table, data_columns, frame.loc[bad], verdicts.codes[bad])
     counts = quarantine[s.REASON].value_counts()
-    reasons = {r: int(counts[r]) for r in REASONS if r in counts.index}
     report = TableReport(
         read=table.read,
         accepted=len(accepted),
         quarantined=len(quarantine),
-        reasons=reasons,
+        reasons={r: int(counts[r]) for r in REASONS if r in counts.index},
     )
     return _Outcome(accepted=accepted, quarantine=quarantine, report=report)
 
@@ -475,8 +471,11 @@ def validate_tables(
 
     Args:
         events, users, items: the tables as read (see :class:`RawTable`).
-        rating_min, rating_max: the source's rating scale, inclusive.
-        now: events after this instant are ``future_timestamp`` (default: now, UTC).
+        rating_min, rating_max: the source's rating scale, inclusive (the bounds of the
+            events' rating domain).
+        now: events after this instant are ``future_timestamp``, release dates more than
+            :data:`~reelrank.data.domains.RELEASE_DATE_LEAD` after it ``out_of_range``
+            (default: now, UTC).
         name: the dataset's name, carried into the returned :class:`~schema.Dataset`.
 
     Returns:
@@ -490,14 +489,16 @@ def validate_tables(
     for expected, table in ((s.EVENTS, events), (s.USERS, users), (s.ITEMS, items)):
         if table.name != expected:
             raise ValidationError(f"expected the {expected!r} table, got {table.name!r}.")
-    now_utc = None if now is None else pd.Timestamp(now).tz_convert("UTC")
-    user_outcome = _validate_table(users)
-    item_outcome = _validate_table(items)
+    run: dict[str, Any] = {
+        "now": pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now).tz_convert("UTC"),
+        "rating_min": rating_min,
+        "rating_max": rating_max,
+    }
+    user_outcome = _validate_table(users, run)
+    item_outcome = _validate_table(items, run)
     event_outcome = _validate_table(
         events,
-        rating_min=rating_min,
-        rating_max=rating_max,
-        now=now_utc,
+        run,
         known_users=user_outcome.accepted[s.USER_ID],
         known_items=item_outcome.accepted[s.ITEM_ID],
     )

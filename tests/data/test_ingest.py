@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from reelrank import schema as s
 from reelrank.config import Settings
 from reelrank.data import io as rio
 from reelrank.data import movielens as ml
-from reelrank import schema as s
 from reelrank.data import validation as v
 from reelrank.data.ingest import (
     SUMMARY_FILE,

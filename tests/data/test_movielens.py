@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reelrank.data import movielens as ml
 from reelrank import schema as s
+from reelrank.data import movielens as ml
 from reelrank.data import validation as v
 from reelrank.data.movielens import fetch_movielens, read_movielens
 from reelrank.exceptions import DataSourceError
@@ -25,7 +25,9 @@ from tests.data.movielens_fixtures import (
     ML1M_USERS,
     ML100K_CASES,
     ML100K_EVENTS,
+    ML100K_GENRES,
     ML100K_ITEMS,
+    ML100K_OCCUPATIONS,
     ML100K_USERS,
     BadLine,
     with_bad_line,
@@ -74,7 +76,7 @@ def test_ml100k_parses_to_canonical_frames(ml100k_zip: Path) -> None:
     assert by_id.loc[3, s.GENRES] == []  # the "unknown" flag is no genre
     assert by_id.loc[2, s.RELEASE_DATE] == pd.Timestamp("1995-03-05", tz="UTC")
     assert pd.isna(by_id.loc[3, s.RELEASE_DATE])
-    assert by_id.loc[1, ml.IMDB_URL] == "http://imdb/1"
+    assert by_id.loc[1, s.IMDB_URL] == "http://imdb/1"
 
     assert users.columns.tolist() == [s.USER_ID, s.AGE, s.GENDER, s.OCCUPATION, s.ZIP_CODE]
     assert users.loc[0].tolist() == [1, 24, "M", "technician", "85711"]
@@ -150,26 +152,41 @@ def test_ml1m_each_bad_line_is_quarantined_alone(
     _check_case(case, _validate(ml1m_zip), dirty, line_no, "ml-1m")
 
 
-def test_all_bad_lines_together_are_each_counted(ml100k_zip: Path, tmp_path: Path) -> None:
-    tables = {"events": list(ML100K_EVENTS), "users": list(ML100K_USERS), "items": []}
-    tables["items"] = list(ML100K_ITEMS)
-    for case in ML100K_CASES:
+_LAYOUT_FIXTURES = {
+    "ml-100k": (write_ml100k_zip, ML100K_CASES, ML100K_EVENTS, ML100K_USERS, ML100K_ITEMS),
+    "ml-1m": (write_ml1m_zip, ML1M_CASES, ML1M_EVENTS, ML1M_USERS, ML1M_ITEMS),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(_LAYOUT_FIXTURES))
+def test_a_corrupted_copy_quarantines_every_planted_row_and_keeps_every_good_one(
+    variant: str, tmp_path: Path
+) -> None:
+    write, cases, events, users, items = _LAYOUT_FIXTURES[variant]
+    tables = {"events": list(events), "users": list(users), "items": list(items)}
+    for case in cases:
         tables[case.table].append(case.line)
     dirty = _validate(
-        write_ml100k_zip(tmp_path / "all.zip", tables["events"], tables["users"], tables["items"])
+        write(tmp_path / "all.zip", tables["events"], tables["users"], tables["items"])
     )
-    clean = _validate(ml100k_zip)
+    clean = _validate(write(tmp_path / "clean.zip"))
     _assert_accounting(dirty)
     for table in s.TABLES:
+        planted = [(c.line, c.reason) for c in cases if c.table == table]
+        quarantine = dirty.quarantine[table]
+        assert sorted(zip(quarantine[v.RAW], quarantine[s.REASON], strict=True)) == sorted(planted)
         expected: dict[str, int] = {}
-        for case in ML100K_CASES:
-            if case.table == table:
-                expected[case.reason] = expected.get(case.reason, 0) + 1
+        for _, reason in planted:
+            expected[reason] = expected.get(reason, 0) + 1
         assert dirty.reports[table].reasons == expected
-        assert sorted(dirty.quarantine[table][v.RAW]) == sorted(
-            c.line for c in ML100K_CASES if c.table == table
-        )
+        assert dirty.reports[table].read == len(tables[table])
         pd.testing.assert_frame_equal(dirty.dataset.table(table), clean.dataset.table(table))
+
+
+@pytest.mark.parametrize("variant", sorted(_LAYOUT_FIXTURES))
+def test_every_reason_has_a_planted_case(variant: str) -> None:
+    cases = _LAYOUT_FIXTURES[variant][1]
+    assert {c.reason for c in cases} == set(v.REASONS)
 
 
 def test_a_quarantined_user_takes_its_events_along(tmp_path: Path) -> None:
@@ -193,6 +210,37 @@ def test_quarantine_keeps_the_original_values_as_text(tmp_path: Path) -> None:
         "881250949",
     )
     assert str(quarantine["events"][v.LINE].dtype) == "Int64"
+
+
+def test_ml100k_occupations_are_the_zips_own_list(tmp_path: Path) -> None:
+    users = [*ML100K_USERS, "5|30|F|astronaut|00000"]
+    own = [*ML100K_OCCUPATIONS, "astronaut"]
+    result = _validate(write_ml100k_zip(tmp_path / "own.zip", users=users, occupations=own))
+    assert result.reports["users"].quarantined == 0
+    without_technician = [o for o in ML100K_OCCUPATIONS if o != "technician"]
+    path = write_ml100k_zip(tmp_path / "fewer.zip", occupations=without_technician)
+    quarantine = _validate(path).quarantine["users"]
+    assert quarantine[s.OCCUPATION].tolist() == ["technician", "technician"]
+    assert set(quarantine[s.REASON]) == {v.NOT_IN_VOCABULARY}
+
+
+def test_ml100k_without_u_occupation_uses_the_documented_list(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    users = [*ML100K_USERS, "5|30|F|astronaut|00000"]
+    path = write_ml100k_zip(tmp_path / "z.zip", users=users, occupations=None)
+    result = _validate(path)
+    assert result.reports["users"].reasons == {v.NOT_IN_VOCABULARY: 1}
+    assert "u.occupation" in caplog.text
+
+
+def test_ml100k_genre_flags_must_be_the_ones_u_genre_names(tmp_path: Path) -> None:
+    without = _validate(write_ml100k_zip(tmp_path / "none.zip", genres=None))
+    assert without.reports["items"].quarantined == 0
+    swapped = list(ML100K_GENRES)
+    swapped[1], swapped[2] = "Adventure|1", "Action|2"
+    with pytest.raises(DataSourceError, match=r"u\.genre"):
+        read_movielens(write_ml100k_zip(tmp_path / "swapped.zip", genres=swapped))
 
 
 # --------------------------------------------------------------------------- format errors

@@ -12,21 +12,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import svds
 from scipy.stats import spearmanr
 
-from reelrank.schema import (
-    AGE,
-    EARLIEST_TIMESTAMP,
-    EVENTS_SCHEMA,
-    GENDER,
-    GENRE_VOCAB,
-    GENRES,
-    ITEM_ID,
-    ITEMS_SCHEMA,
-    OCCUPATION,
-    RATING,
-    RELEASE_DATE,
-    TIMESTAMP,
-    USER_ID,
-)
+from reelrank.data import validation as v
 from reelrank.data.synthetic import (
     RANK,
     SCORE,
@@ -37,6 +23,25 @@ from reelrank.data.synthetic import (
     generate_world,
 )
 from reelrank.exceptions import DataSourceError, ValidationError
+from reelrank.schema import (
+    AGE,
+    EARLIEST_TIMESTAMP,
+    EVENTS,
+    EVENTS_SCHEMA,
+    GENDER,
+    GENRE_VOCAB,
+    GENRES,
+    ITEM_ID,
+    ITEMS,
+    ITEMS_SCHEMA,
+    OCCUPATION,
+    RATING,
+    RELEASE_DATE,
+    TABLES,
+    TIMESTAMP,
+    USER_ID,
+    USERS,
+)
 
 SMALL = SyntheticConfig(n_users=300, n_items=400, n_events=15_000, seed=7)
 
@@ -133,6 +138,17 @@ def test_users_and_items_have_the_canonical_schema(world: SyntheticWorld) -> Non
     assert set(lengths) == {1, 2, 3}
     assert all(isinstance(g, list) and set(g) <= set(GENRE_VOCAB) for g in items[GENRES])
     assert all(len(set(g)) == len(g) for g in items[GENRES])
+
+
+def test_world_passes_every_declared_domain(world: SyntheticWorld, events: pd.DataFrame) -> None:
+    result = v.validate_tables(
+        v.RawTable(EVENTS, events),
+        v.RawTable(USERS, world.users),
+        v.RawTable(ITEMS, world.items),
+        rating_min=world.truth.rating_min,
+        rating_max=world.truth.rating_max,
+    )
+    assert {t: r.quarantined for t, r in result.reports.items()} == dict.fromkeys(TABLES, 0)
 
 
 def test_empty_world_keeps_the_schema() -> None:
@@ -378,6 +394,7 @@ def test_load_explains_a_missing_or_foreign_world(tmp_path: Path) -> None:
         ({"start_date": "not a date"}, "ISO date"),
         ({"churn_share": -0.1}, "churn_share"),
         ({"start_date": "2100-01-01"}, "in the future"),
+        ({"catalog_history_years": 200}, "before 1890-01-01"),
     ],
 )
 def test_config_rejects_invalid_values(changes: dict[str, object], message: str) -> None:
