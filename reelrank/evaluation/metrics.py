@@ -40,6 +40,7 @@ top-k, for every user in ``recommendations``.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -695,3 +696,40 @@ def confusion_matrix_at(
         tn=int((~predicted & ~truth).sum()),
         fn=int((~predicted & truth).sum()),
     )
+
+
+def intra_list_diversity(
+    recommendations: pd.DataFrame,
+    item_genres: pd.DataFrame,
+    k: int = DEFAULT_K,
+    *,
+    user_col: str = USER_ID,
+    item_col: str = ITEM_ID,
+    rank_col: str = RANK,
+) -> float:
+    """Mean over users of the mean pairwise genre distance in their top-k (1 - Jaccard of
+    the two items' genre sets). Range [0, 1]: 0 = every item of a row shares its genres.
+
+    Args:
+        item_genres: bool genre flags indexed by item id (one column per genre); items it
+            lacks count as having no genre (distance 1 to everything, 0 to each other).
+    """
+    top = top_k_items(recommendations, k, user_col=user_col, item_col=item_col, rank_col=rank_col)
+    if top.empty:
+        return float("nan")
+    flags = item_genres.reindex(top[item_col].to_numpy()).fillna(False).to_numpy(dtype=float)
+    users = top[user_col].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
+    values = []
+    for lo, hi in itertools.pairwise(bounds):
+        block = flags[lo:hi]
+        n = len(block)
+        if n < 2:
+            continue
+        inter = block @ block.T
+        sizes = block.sum(axis=1)
+        union = sizes[:, None] + sizes[None, :] - inter
+        with np.errstate(invalid="ignore", divide="ignore"):
+            distance = np.where(union > 0, 1.0 - inter / union, 0.0)
+        values.append(distance[np.triu_indices(n, 1)].mean())
+    return float(np.mean(values)) if values else float("nan")

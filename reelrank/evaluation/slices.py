@@ -1,7 +1,10 @@
 """Slices: where the model is weak or strong, not just how good it is on average.
 
-* cold-start users: few training events (<= ``cold_max_events``; users absent from training,
+* light users: few training events (<= ``light_max_events``; users absent from training,
   if the target includes them, count as 0 events);
+* new users: no training event at all, their first event in the test window (cold start,
+  judged on the ranking the service serves an unknown user; added by cross-validation,
+  which asks the model for them separately: :data:`NEW_USERS`);
 * heavy users: the most active ``heavy_fraction`` of training users (top decile by default);
 * long-tail items: items outside the popularity head that makes up ``head_share`` of the
   training interactions (80 % by default), plus catalogue items never interacted with.
@@ -25,12 +28,13 @@ from reelrank.evaluation.metrics import DEFAULT_K, RANKING_METRICS, per_user_met
 from reelrank.schema import ITEM_ID, RANK, USER_ID
 
 ALL_USERS: Final = "all"
-COLD_START_USERS: Final = "cold_start_users"
+LIGHT_USERS: Final = "light_users"
+NEW_USERS: Final = "new_users"
 HEAVY_USERS: Final = "heavy_users"
 LONG_TAIL_ITEMS: Final = "long_tail_items"
 N_USERS: Final = "n_users"
 
-DEFAULT_COLD_MAX_EVENTS: Final = 10
+DEFAULT_LIGHT_MAX_EVENTS: Final = 10
 DEFAULT_HEAVY_FRACTION: Final = 0.1
 DEFAULT_HEAD_SHARE: Final = 0.8
 
@@ -47,9 +51,9 @@ def user_activity(
     return counts.rename("n_events")
 
 
-def cold_start_users(
+def light_users(
     train_events: pd.DataFrame,
-    max_events: int = DEFAULT_COLD_MAX_EVENTS,
+    max_events: int = DEFAULT_LIGHT_MAX_EVENTS,
     users: Collection[int] | None = None,
     *,
     user_col: str = USER_ID,
@@ -127,7 +131,7 @@ def slice_per_user_metrics(
     train_events: pd.DataFrame,
     k: int = DEFAULT_K,
     *,
-    cold_max_events: int = DEFAULT_COLD_MAX_EVENTS,
+    light_max_events: int = DEFAULT_LIGHT_MAX_EVENTS,
     heavy_fraction: float = DEFAULT_HEAVY_FRACTION,
     head_share: float = DEFAULT_HEAD_SHARE,
     catalogue: Collection[int] | None = None,
@@ -152,13 +156,13 @@ def slice_per_user_metrics(
         )
 
     per_user = score(relevant)
-    cold = cold_start_users(train_events, cold_max_events, per_user.index, user_col=user_col)
+    light = light_users(train_events, light_max_events, per_user.index, user_col=user_col)
     heavy = heavy_users(train_events, heavy_fraction, user_col=user_col)
     tail = long_tail_items(train_events, head_share, catalogue, item_col=item_col)
     tail_relevant = relevant[relevant[item_col].isin(tail)]
     return {
         ALL_USERS: per_user,
-        COLD_START_USERS: per_user[per_user.index.isin(cold)],
+        LIGHT_USERS: per_user[per_user.index.isin(light)],
         HEAVY_USERS: per_user[per_user.index.isin(heavy)],
         LONG_TAIL_ITEMS: score(tail_relevant),
     }
@@ -170,7 +174,7 @@ def evaluate_slices(
     train_events: pd.DataFrame,
     k: int = DEFAULT_K,
     *,
-    cold_max_events: int = DEFAULT_COLD_MAX_EVENTS,
+    light_max_events: int = DEFAULT_LIGHT_MAX_EVENTS,
     heavy_fraction: float = DEFAULT_HEAVY_FRACTION,
     head_share: float = DEFAULT_HEAD_SHARE,
     catalogue: Collection[int] | None = None,
@@ -180,14 +184,14 @@ def evaluate_slices(
     rank_col: str = RANK,
     relevance_col: str | None = None,
 ) -> pd.DataFrame:
-    """The slice table: rows ``all, cold_start_users, heavy_users, long_tail_items``;
+    """The slice table: rows ``all, light_users, heavy_users, long_tail_items``;
     columns ``n_users`` and the mean of each metric (NaN where a slice is empty)."""
     frames = slice_per_user_metrics(
         recommendations,
         relevant,
         train_events,
         k,
-        cold_max_events=cold_max_events,
+        light_max_events=light_max_events,
         heavy_fraction=heavy_fraction,
         head_share=head_share,
         catalogue=catalogue,

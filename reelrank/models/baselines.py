@@ -1,22 +1,27 @@
-"""Baselines every model is compared against, on identical folds.
+"""Baselines every model is compared against, on identical folds: the ladder.
 
-Both follow the recommender API (``fit(events, users=None, items=None)`` and
+Every baseline follows the recommender API (``fit(events, users=None, items=None)`` and
 ``recommend(user_ids, k, exclude_seen)``) so the cross-validation code treats them exactly
-like :class:`~reelrank.models.recommender.Recommender`.
+like :class:`~reelrank.models.recommender.Recommender`. The simple ones (popularity,
+item-kNN) are here; the strong ones (EASE, ALS, BPR) are retrieval sources judged alone
+(:class:`SourceBaseline`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 
 from reelrank.exceptions import NotFittedError
-from reelrank.models.retrieval import RANK, SCORE
-from reelrank.schema import ITEM_ID, USER_ID
+from reelrank.models.interactions import InteractionMatrix
+from reelrank.models.retrieval import CandidateSource
+from reelrank.models.sources import EASESource, MatrixFactorizationSource
+from reelrank.schema import ITEM_ID, RANK, SCORE, USER_ID
 
 RECOMMENDATION_COLUMNS = [USER_ID, ITEM_ID, SCORE, RANK]
 
@@ -125,3 +130,59 @@ class ItemKNNBaseline(_MatrixRecommender):
 
     def _user_scores(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.seen_[rows] @ self.similarity_)
+
+
+class SourceBaseline(BaseEstimator):
+    """A retrieval source on its own as a recommender: its top ``k`` unseen items per user.
+
+    How the ladder's strong baselines (EASE, ALS, BPR) are judged on the same folds as
+    the two-stage model: one source, no ranker. Users the source cannot score (unknown to
+    a personalised source) get the most popular unseen items.
+
+    Args:
+        source: the unfitted source (its hyperparameters are this baseline's, nested as
+            ``source__<param>``).
+    """
+
+    def __init__(self, source: CandidateSource | None = None) -> None:
+        self.source = source
+
+    def fit(
+        self,
+        events: pd.DataFrame,
+        users: pd.DataFrame | None = None,
+        items: pd.DataFrame | None = None,
+    ) -> SourceBaseline:
+        if self.source is None:
+            raise ValueError("SourceBaseline needs a source, e.g. EASESource().")
+        matrix = InteractionMatrix.from_events(events)
+        self.source_ = clone(self.source).fit(matrix)
+        self.fallback_ = PopularityBaseline().fit(events)
+        return self
+
+    def recommend(
+        self, user_ids: Iterable[int], k: int = 10, exclude_seen: bool = True
+    ) -> pd.DataFrame:
+        if not hasattr(self, "source_"):
+            raise NotFittedError("SourceBaseline is not fitted; call fit(events) first.")
+        users = np.asarray(list(dict.fromkeys(int(u) for u in user_ids)), dtype=np.int64)
+        matrix = self.source_.interactions_
+        known = users[matrix.user_rows(users) >= 0] if self.source_.personalised else users
+        frames = [self.source_.candidates(known, n=k, exclude_seen=exclude_seen)]
+        unknown = np.setdiff1d(users, known)
+        if len(unknown):
+            frames.append(self.fallback_.recommend(unknown, k=k, exclude_seen=exclude_seen))
+        out = pd.concat([f[RECOMMENDATION_COLUMNS] for f in frames], ignore_index=True)
+        return out.astype({USER_ID: "int64", ITEM_ID: "int64", RANK: "int64"})
+
+
+def ease_baseline(**params: Any) -> SourceBaseline:
+    return SourceBaseline(EASESource(**params))
+
+
+def als_baseline(**params: Any) -> SourceBaseline:
+    return SourceBaseline(MatrixFactorizationSource(algorithm="als", **params))
+
+
+def bpr_baseline(**params: Any) -> SourceBaseline:
+    return SourceBaseline(MatrixFactorizationSource(algorithm="bpr", **params))

@@ -11,7 +11,12 @@ Per label window (see :func:`label_windows`):
 6. only users with at least one positive candidate form a query group.
 
 ``holdout="random"`` instead holds out a random ``label_fraction`` of all events per
-window, with features as of the end of the data (for random-split protocols).
+window ("what else" rather than "what next", as random-split protocols ask), with features
+as of the end of the data built from the events the window keeps (a point-in-time provider
+over all events would know the held-out ones: a leak). ``holdout="mixed"`` stacks both
+kinds of window. The two kinds of label disagree (on ml-100k recent popularity predicts
+the next events, co-occurrence the randomly held-out ones), which is why the default is
+``time``: the service is only ever asked "what next" (``design_docs/03-model.md``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ DAY: Final = pd.Timedelta(days=1)
 CUTOFF: Final = "cutoff"
 TIME_HOLDOUT: Final = "time"
 RANDOM_HOLDOUT: Final = "random"
+MIXED_HOLDOUT: Final = "mixed"
+HOLDOUTS: Final = (TIME_HOLDOUT, RANDOM_HOLDOUT, MIXED_HOLDOUT)
 
 
 def feature_snapshot_end(events: pd.DataFrame) -> pd.Timestamp:
@@ -40,11 +47,14 @@ def feature_snapshot_end(events: pd.DataFrame) -> pd.Timestamp:
 
 @dataclass(frozen=True)
 class LabelWindow:
-    """One label window: the feature time, what the sources may see, the label events."""
+    """One label window: the feature time, what the sources may see, the label events, and
+    whether the labels were held out at random (then features must be built from
+    ``history`` alone)."""
 
     cutoff: pd.Timestamp
     history: pd.DataFrame
     labels: pd.DataFrame
+    held_out: bool = False
 
 
 def window_cutoffs(
@@ -69,24 +79,30 @@ def label_windows(
     label_fraction: float,
     n_windows: int,
     rng: np.random.Generator,
+    random_windows: int = 2,
+    random_fraction: float = 0.1,
 ) -> Iterator[LabelWindow]:
-    """The windows of the module docstring, newest first (``events`` sorted by time)."""
-    if holdout == TIME_HOLDOUT:
+    """The windows of the module docstring (``events`` sorted by time): ``n_windows`` time
+    windows, newest first; for ``random``, ``n_windows`` random ones of ``label_fraction``;
+    for ``mixed``, the time windows then ``random_windows`` random ones of
+    ``random_fraction``."""
+    if holdout not in HOLDOUTS:
+        raise ValidationError(f"unknown ranker_holdout {holdout!r}; use one of {HOLDOUTS}.")
+    if holdout in (TIME_HOLDOUT, MIXED_HOLDOUT):
         cutoffs = window_cutoffs(events, label_fraction, n_windows)
         for window, cutoff in enumerate(cutoffs):
             after = events[events[TIMESTAMP] >= cutoff]
             if window > 0:
                 after = after[after[TIMESTAMP] < cutoffs[window - 1]]
             yield LabelWindow(cutoff, events[events[TIMESTAMP] < cutoff], after)
-    elif holdout == RANDOM_HOLDOUT:
+    if holdout in (RANDOM_HOLDOUT, MIXED_HOLDOUT):
         end = feature_snapshot_end(events)
-        for _ in range(n_windows):
-            held = rng.random(len(events)) < label_fraction
-            yield LabelWindow(end, events[~held], events[held])
-    else:
-        raise ValidationError(
-            f"unknown ranker_holdout {holdout!r}; use {TIME_HOLDOUT!r} or {RANDOM_HOLDOUT!r}."
-        )
+        only_random = holdout == RANDOM_HOLDOUT
+        count = n_windows if only_random else random_windows
+        fraction = label_fraction if only_random else random_fraction
+        for _ in range(count):
+            held = rng.random(len(events)) < fraction
+            yield LabelWindow(end, events[~held], events[held], held_out=True)
 
 
 def sample_label_users(

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NewType
 
-from reelrank.models.baselines import ItemKNNBaseline, PopularityBaseline
 from reelrank.models.rankers import LAMBDARANK
 from reelrank.models.ranking import make_ranker
 from reelrank.models.recommender import Recommender
@@ -26,7 +25,11 @@ CANDIDATE: Final = ModelLabel("reelrank")
 INCUMBENT: Final = ModelLabel("incumbent")
 POPULARITY: Final = ModelLabel("popularity")
 ITEM_KNN: Final = ModelLabel("item_knn")
-BASELINES: Final[tuple[ModelLabel, ...]] = (POPULARITY, ITEM_KNN)
+EASE: Final = ModelLabel("ease")
+ALS: Final = ModelLabel("als")
+BPR: Final = ModelLabel("bpr")
+BASELINES: Final[tuple[ModelLabel, ...]] = (POPULARITY, ITEM_KNN, EASE, ALS, BPR)
+"""The ladder (:mod:`reelrank.training.ladder`), simplest first; the gate meets the best."""
 
 
 def extra_label(ranker: str) -> ModelLabel:
@@ -75,21 +78,20 @@ class TrainConfig:
 
 
 def model_factories(
-    config: TrainConfig, incumbent: Recommender | None = None
+    config: TrainConfig,
+    baselines: Mapping[str, ModelFactory],
+    incumbent: Recommender | None = None,
 ) -> dict[str, ModelFactory]:
     """The models cross-validated on identical folds: baselines, candidate, extras, incumbent.
 
     Args:
         config: the run's configuration.
+        baselines: the ladder's tuned factories (``ladder.ladder_factories``).
         incumbent: the current champion (an unfitted clone is refitted on every fold).
     """
     from sklearn.base import clone
 
-    factories: dict[str, ModelFactory] = {
-        POPULARITY: PopularityBaseline,
-        ITEM_KNN: ItemKNNBaseline,
-        CANDIDATE: config.recommender,
-    }
+    factories: dict[str, ModelFactory] = {**baselines, CANDIDATE: config.recommender}
     for ranker in config.extra_rankers:
         if ranker != config.ranker:
             factories[extra_label(ranker)] = _with_ranker(config, ranker)

@@ -26,9 +26,10 @@ from reelrank.evaluation.metrics import (
     item_popularity_probability,
     metric_key,
     novelty,
+    per_user_metrics,
 )
 from reelrank.evaluation.oracle import oracle_comparison
-from reelrank.evaluation.slices import slice_per_user_metrics
+from reelrank.evaluation.slices import NEW_USERS, slice_per_user_metrics
 from reelrank.evaluation.splits import TimeFold, build_relevant
 from reelrank.evaluation.stats import DiffResult, bootstrap_ci, paired_bootstrap_diff
 from reelrank.schema import ITEM_ID, USER_ID, Dataset
@@ -125,37 +126,71 @@ def cross_validate(
     """Fit and score every model on every fold (the same folds and users for all).
 
     With the ``truth`` of a synthetic world, every fold is also scored against the oracle.
+    The folds are independent: :func:`score_fold` is one, :func:`combine` joins them (an
+    engine may run the folds in parallel and combine their results).
     """
-    catalogue = dataset.items[ITEM_ID].to_numpy()
-    rows: list[dict[str, Any]] = []
-    per_user: dict[str, list[pd.DataFrame]] = {name: [] for name in factories}
-    slice_rows: list[pd.DataFrame] = []
-    fitted: dict[str, Any] = {}
-    oracle_rows: list[dict[str, Any]] = []
-    for fold in folds:
-        judged = _JudgedFold(fold, catalogue, k)
-        fold_recs: dict[str, pd.DataFrame] = {}
-        for name, factory in factories.items():
-            if progress:
-                progress(f"fold {fold.fold + 1}/{len(folds)}: {name}")
-            model, scored = judged.score(name, factory, dataset)
-            rows.append(scored.row)
-            per_user[name].append(scored.per_user)
-            slice_rows.append(scored.slices)
-            fold_recs[name], fitted[name] = scored.recommendations, model
-        if truth is not None:
-            oracle_rows.extend(oracle_comparison(truth, fold, fold_recs, k))
+    results = [
+        score_fold(factories, dataset, fold, k, truth, progress, n_folds=len(folds))
+        for fold in folds
+    ]
+    return combine(results, k)
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """Every model scored on one fold (the unit a distributed engine runs)."""
+
+    description: dict[str, Any]
+    rows: list[dict[str, Any]]
+    per_user: dict[str, pd.DataFrame]
+    slices: list[pd.DataFrame]
+    fitted: dict[str, Any]
+    oracle: list[dict[str, Any]]
+
+
+def score_fold(
+    factories: Mapping[str, ModelFactory],
+    dataset: Dataset,
+    fold: TimeFold,
+    k: int = 10,
+    truth: GroundTruth | None = None,
+    progress: Callable[[str], None] | None = None,
+    n_folds: int | None = None,
+) -> FoldResult:
+    """Fit and score every model on ``fold``."""
+    judged = _JudgedFold(fold, dataset.items[ITEM_ID].to_numpy(), k)
+    rows, slices, per_user, fitted, recs = [], [], {}, {}, {}
+    for name, factory in factories.items():
+        if progress:
+            progress(f"fold {fold.fold + 1}/{n_folds or '?'}: {name}")
+        model, scored = judged.score(name, factory, dataset)
+        rows.append(scored.row)
+        per_user[name] = scored.per_user
+        slices.append(scored.slices)
+        recs[name], fitted[name] = scored.recommendations, model
+    oracle = oracle_comparison(truth, fold, recs, k) if truth is not None else []
+    return FoldResult(fold.describe(), rows, per_user, slices, fitted, oracle)
+
+
+def combine(results: Sequence[FoldResult], k: int) -> CVResult:
+    """One :class:`CVResult` from the folds' results (in fold order; ``fitted`` keeps the
+    last fold's models, for the diagnostics)."""
+    ordered = sorted(results, key=lambda r: int(r.description[FOLD]))
+    names = list(ordered[0].per_user) if ordered else []
+    oracle = [row for r in ordered for row in r.oracle]
     return CVResult(
         k=k,
-        folds=[fold.describe() for fold in folds],
-        per_fold=pd.DataFrame(rows),
+        folds=[r.description for r in ordered],
+        per_fold=pd.DataFrame([row for r in ordered for row in r.rows]),
         per_user={
-            name: pd.concat(frames).reorder_levels([FOLD, USER_ID]).sort_index()
-            for name, frames in per_user.items()
+            name: pd.concat([r.per_user[name] for r in ordered])
+            .reorder_levels([FOLD, USER_ID])
+            .sort_index()
+            for name in names
         },
-        slices=pd.concat(slice_rows, ignore_index=True),
-        fitted=fitted,
-        oracle=pd.DataFrame(oracle_rows) if oracle_rows else None,
+        slices=pd.concat([s for r in ordered for s in r.slices], ignore_index=True),
+        fitted=dict(ordered[-1].fitted) if ordered else {},
+        oracle=pd.DataFrame(oracle) if oracle else None,
     )
 
 
@@ -178,7 +213,18 @@ class _JudgedFold:
         self.k = k
         self.relevant = build_relevant(fold.train, fold.test)
         self.users = np.sort(self.relevant[USER_ID].unique())
+        every = build_relevant(fold.train, fold.test, include_cold_users=True)
+        self.new_relevant = every[~every[USER_ID].isin(fold.train[USER_ID].unique())]
+        self.new_users = np.sort(self.new_relevant[USER_ID].unique())
         self.popularity = item_popularity_probability(fold.train)
+
+    def new_user_scores(self, model: Any) -> pd.DataFrame:
+        """Per-user metrics of the users whose first event is in the test window, on the
+        ranking the model gives a user it has never seen (the service's cold start)."""
+        if len(self.new_users) == 0:
+            return pd.DataFrame(columns=list(RANKING_METRICS), dtype=float)
+        recs = model.recommend(self.new_users, k=self.k, exclude_seen=True)
+        return per_user_metrics(recs, self.new_relevant, self.k)
 
     def score(self, name: str, factory: ModelFactory, dataset: Dataset) -> tuple[Any, _Scored]:
         """Fit ``factory()`` on the fold's training events and judge its top-k."""
@@ -191,6 +237,7 @@ class _JudgedFold:
         frames = slice_per_user_metrics(
             recs, self.relevant, fold.train, k, catalogue=self.catalogue
         )
+        frames[NEW_USERS] = self.new_user_scores(model)
         scores = frames["all"]
         row: dict[str, Any] = {MODEL: name, FOLD: fold.fold}
         row.update({metric_key(m, k): float(scores[m].mean()) for m in RANKING_METRICS})

@@ -2,8 +2,9 @@
 
 * :func:`candidate_recall_table`: recall@N of each retrieval source and of their union;
 * :func:`ranker_view`: labels and scores of every candidate (the pointwise view: AUC, ROC);
-* :func:`learning_curve`: validation nDCG@k against the training-set size;
-* :func:`regularisation_sweep`: nDCG@k of the LightGBM ranker for L1/L2 strengths.
+* :func:`learning_curve`: training and validation nDCG@k against the training-set size;
+* :func:`regularisation_sweep`: the complexity curve: nDCG@k of the LightGBM ranker for
+  L1/L2 strengths.
 
 All run on folds cross-validation already cut; none looks at any other data.
 """
@@ -20,14 +21,26 @@ import pandas as pd
 from sklearn.base import clone
 
 from reelrank.evaluation.candidates import candidate_recall
-from reelrank.evaluation.metrics import NDCG, auc, metric_key, ndcg_at_k
+from reelrank.evaluation.metrics import (
+    COVERAGE,
+    NDCG,
+    NOVELTY,
+    auc,
+    catalogue_coverage,
+    intra_list_diversity,
+    item_popularity_probability,
+    metric_key,
+    ndcg_at_k,
+    novelty,
+)
 from reelrank.evaluation.splits import TimeFold, build_relevant
 from reelrank.features.columns import CATEGORICAL_FEATURES
 from reelrank.models.baselines import PopularityBaseline
 from reelrank.models.rankers import LGBMRanker
 from reelrank.models.recommender import Recommender, library_feature_provider
+from reelrank.models.reranking import DEFAULT_RERANK, RerankConfig
 from reelrank.models.training_set import feature_snapshot_end
-from reelrank.schema import ITEM_ID, SCORE, TIMESTAMP, USER_ID, Dataset
+from reelrank.schema import GENRES, ITEM_ID, SCORE, TIMESTAMP, USER_ID, Dataset
 from reelrank.training.config import CANDIDATE, POPULARITY, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -36,7 +49,8 @@ RECALL_CUTOFFS: Final = (50, 100, 200)
 LEARNING_FRACTIONS: Final = (0.25, 0.5, 1.0)
 REGULARISATION_STRENGTHS: Final = (0.0, 10.0, 100.0)
 SWEEP_MAX_GROUPS: Final = 1000  # label users sampled for the sweep's ranker fits
-FIT_CHECK_SHARE: Final = 0.9  # the training score ranks the last 10% of a model's own window
+TRAIN_SCORE_SLACK: Final = 100
+"""Extra items asked for the training score, so the past items left out still leave ``k``."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +63,8 @@ class Diagnostics:
         auc: ROC AUC of that view (``None`` when only one class is present).
         importances: the ranker's feature importances, when it exposes them.
         learning_curve: one row per (model, training fraction).
-        regularisation: one row per (penalty, strength).
+        regularisation: one row per (penalty, strength): the complexity curve.
+        reranking: one row per re-ranker setting (the accuracy/diversity trade-off).
     """
 
     candidate_recall: pd.DataFrame
@@ -59,6 +74,7 @@ class Diagnostics:
     importances: pd.Series | None
     learning_curve: pd.DataFrame | None = None
     regularisation: pd.DataFrame | None = None
+    reranking: pd.DataFrame | None = None
 
 
 def run_diagnostics(
@@ -72,6 +88,9 @@ def run_diagnostics(
     relevant = build_relevant(fold.train, fold.test)
     labels, scores = ranker_view(fitted, relevant)
     curve = sweep = None
+    if progress:
+        progress("re-ranking trade-off")
+    tradeoff = rerank_tradeoff(config, dataset, fold, fitted)
     if config.diagnostics:
         if progress:
             progress("learning curve")
@@ -88,6 +107,7 @@ def run_diagnostics(
         importances=fitted.feature_importances(),
         learning_curve=curve,
         regularisation=sweep,
+        reranking=tradeoff,
     )
 
 
@@ -109,25 +129,70 @@ def ranker_view(model: Recommender, relevant: pd.DataFrame) -> tuple[np.ndarray,
     return labels.astype(np.int64), ranked[SCORE].to_numpy(dtype=np.float64)
 
 
-def _fit_score(model: Any, subset: pd.DataFrame, k: int) -> float:
-    """How well ``model`` ranks the last 10% of its own training window (seen kept)."""
-    cutoff = subset[TIMESTAMP].quantile(FIT_CHECK_SHARE)
-    inner = build_relevant(subset[subset[TIMESTAMP] < cutoff], subset[subset[TIMESTAMP] >= cutoff])
-    users = _judged_users(inner)
-    return ndcg_at_k(model.recommend(users, k=k, exclude_seen=False), inner, k)
+@dataclass(frozen=True)
+class _CurveTargets:
+    """What one training subset is judged on: the same users, the same number of items.
+
+    ``valid``: each user's test-window items not seen in the subset (as cross-validation).
+    ``train``: each user's newest ``m`` distinct items of the subset, ``m`` the number of
+    their validation items, which the model was fitted on; ``before``: the user's other,
+    older items (left out of the ranking, as ``exclude_seen`` leaves out the past for
+    validation).
+    """
+
+    users: np.ndarray
+    valid: pd.DataFrame
+    train: pd.DataFrame
+    before: pd.DataFrame
+
+
+def _curve_targets(subset: pd.DataFrame, fold: TimeFold) -> _CurveTargets:
+    valid = build_relevant(subset, fold.test)
+    wanted = valid.groupby(USER_ID).size()
+    history = (
+        subset[subset[USER_ID].isin(wanted.index)]
+        .sort_values(TIMESTAMP, kind="stable")
+        .drop_duplicates([USER_ID, ITEM_ID], keep="last")
+    )
+    newest_first = history.groupby(USER_ID).cumcount(ascending=False).to_numpy()
+    recent = newest_first < wanted.reindex(history[USER_ID]).to_numpy()
+    train = history[recent][[USER_ID, ITEM_ID]].sort_values([USER_ID, ITEM_ID])
+    users = np.intersect1d(train[USER_ID].unique(), valid[USER_ID].unique())
+    return _CurveTargets(
+        users=users,
+        valid=valid[valid[USER_ID].isin(users)],
+        train=train.reset_index(drop=True),
+        before=history[~recent][[USER_ID, ITEM_ID]],
+    )
+
+
+def _training_score(model: Any, targets: _CurveTargets, k: int) -> float:
+    """nDCG@k of the model's ranking, older items left out, against each user's newest
+    training items (the fit to what it has seen)."""
+    recs = model.recommend(targets.users, k=k + TRAIN_SCORE_SLACK, exclude_seen=False)
+    seen = pd.MultiIndex.from_frame(targets.before)
+    recs = recs[~pd.MultiIndex.from_frame(recs[[USER_ID, ITEM_ID]]).isin(seen)]
+    recs = recs.assign(rank=recs.groupby(USER_ID).cumcount() + 1)
+    return ndcg_at_k(recs[recs["rank"] <= k], targets.train, k)
 
 
 def learning_curve(
     config: TrainConfig, dataset: Dataset, fold: TimeFold, fitted: Recommender
 ) -> pd.DataFrame:
-    """Validation nDCG@k vs training-set size (most recent fraction of the fold's train)."""
+    """Training and validation nDCG@k against the training-set size, on the same users.
+
+    The model is refitted on the most recent 25 %, 50 % and 100 % of the fold's training
+    events. Both scores are nDCG@k over the same users with the same number of target items
+    (:class:`_CurveTargets`): validation on the test window, training on each user's newest
+    items of the subset. Both low and close: high bias; training well above a validation
+    that closes the gap as data grows: high variance.
+    """
     train = fold.train.sort_values(TIMESTAMP, kind="stable")
-    relevant = build_relevant(fold.train, fold.test)
-    users = _judged_users(relevant)
     key = metric_key(NDCG, config.k)
     rows = []
     for fraction in LEARNING_FRACTIONS:
         subset = train.iloc[int(len(train) * (1 - fraction)) :]
+        targets = _curve_targets(subset, fold)
         for name, factory in ((CANDIDATE, config.recommender), (POPULARITY, PopularityBaseline)):
             try:
                 if name == CANDIDATE and fraction == 1.0:
@@ -137,18 +202,74 @@ def learning_curve(
             except Exception as error:  # a tiny subset may not support every stage
                 logger.warning("learning curve: %s at %.2f failed: %s", name, fraction, error)
                 continue
+            valid = model.recommend(targets.users, k=config.k)
             rows.append(
                 {
                     "model": name,
                     "fraction": fraction,
                     "n_events": len(subset),
-                    f"valid_{key}": ndcg_at_k(
-                        model.recommend(users, k=config.k), relevant, config.k
-                    ),
-                    f"train_{key}": _fit_score(model, subset, config.k),
+                    "n_users": len(targets.users),
+                    f"train_{key}": _training_score(model, targets, config.k),
+                    f"valid_{key}": ndcg_at_k(valid, targets.valid, config.k),
                 }
             )
     return pd.DataFrame(rows)
+
+
+RERANK_GRID: Final[tuple[tuple[str, RerankConfig], ...]] = (
+    ("ranker order", RerankConfig()),
+    *((f"diversity {s}", RerankConfig(diversity=s)) for s in (0.1, 0.2, 0.3, 0.5, 0.7)),
+    *((f"freshness {s}", RerankConfig(freshness=s)) for s in (0.1, 0.3, 0.5)),
+    *((f"long_tail {s}", RerankConfig(long_tail=s)) for s in (0.1, 0.3, 0.5)),
+    ("default", DEFAULT_RERANK),
+)
+"""The re-ranker settings measured: each strength alone, and the service's default."""
+
+
+def rerank_tradeoff(
+    config: TrainConfig, dataset: Dataset, fold: TimeFold, fitted: Recommender
+) -> pd.DataFrame:
+    """nDCG@k against intra-list diversity, catalogue coverage and novelty for each
+    re-ranker setting of :data:`RERANK_GRID`, on the fold's judged users as of its cutoff
+    (the candidates are scored once; only the third stage varies)."""
+    relevant = build_relevant(fold.train, fold.test)
+    ranked = fitted.rank(fitted.candidates(_judged_users(relevant)), as_of=fold.cutoff)
+    catalogue = dataset.items[ITEM_ID].to_numpy()
+    popularity = item_popularity_probability(fold.train)
+    genres = _genre_flags(dataset)
+    k = config.k
+    rows = []
+    for name, setting in RERANK_GRID:
+        recs = fitted.rerank(ranked, setting, k=k, now=fold.cutoff)
+        rows.append(
+            {
+                "setting": name,
+                "diversity": setting.diversity,
+                "freshness": setting.freshness,
+                "long_tail": setting.long_tail,
+                metric_key(NDCG, k): ndcg_at_k(recs, relevant, k),
+                f"ild_at_{k}": intra_list_diversity(recs, genres, k),
+                metric_key(COVERAGE, k): catalogue_coverage(recs, catalogue, k),
+                metric_key(NOVELTY, k): novelty(recs, popularity, k),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _genre_flags(dataset: Dataset) -> pd.DataFrame:
+    """Bool genre flags indexed by item id (the input of intra-list diversity)."""
+    items = dataset.items.drop_duplicates(ITEM_ID).set_index(ITEM_ID)
+    names = sorted({g for genres in items[GENRES].dropna() for g in genres})
+    return pd.DataFrame(
+        {
+            name: [
+                name in (g if isinstance(g, list | tuple | np.ndarray) else ())
+                for g in items[GENRES]
+            ]
+            for name in names
+        },
+        index=items.index,
+    )
 
 
 def regularisation_sweep(

@@ -77,7 +77,7 @@ def learning_curve(curve: pd.DataFrame, metric: str, path: Path) -> Path:
             )
     ax.set_xlabel("training events")
     ax.set_ylabel(metric)
-    ax.set_title("Learning curve (more data: does validation keep improving?)")
+    ax.set_title("Learning curve: training and validation vs training-set size")
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -91,6 +91,6 @@ def regularisation_sweep(sweep: pd.DataFrame, metric: str, path: Path) -> Path:
     ax.set_xscale("log")
     ax.set_xlabel("regularisation strength (0 omitted on the log axis)")
     ax.set_ylabel(metric)
-    ax.set_title("Ranker regularisation sweep")
+    ax.set_title("Complexity curve: ranker regularisation (not a learning curve)")
     ax.legend()
     return _save(fig, path)

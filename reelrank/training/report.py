@@ -19,6 +19,7 @@ from reelrank.data.io import AtomicBatch
 from reelrank.exceptions import ReelRankError
 
 SUMMARY_FILE: Final = "train_result.json"
+MODEL_CARD_FILE: Final = "model_card.md"
 PER_FOLD_FILE: Final = "cv_per_fold.csv"
 TABLE_FILES: Final[dict[str, str]] = {
     "per_fold": PER_FOLD_FILE,
@@ -27,6 +28,8 @@ TABLE_FILES: Final[dict[str, str]] = {
     "learning_curve": "learning_curve.csv",
     "regularisation": "regularisation.csv",
     "oracle": "oracle.csv",
+    "tuning": "baseline_tuning.csv",
+    "reranking": "reranking_tradeoff.csv",
 }
 INDEXED_TABLES: Final = frozenset({"candidate_recall"})
 """Tables whose index is data (the source name of each candidate-recall row)."""
@@ -46,6 +49,7 @@ class RunSummary:
         differences: ``{"vs_<reference>": {"reference", "mean", "low", "high"}}`` of the
             gate metric (candidate minus reference, 95% bootstrap interval).
         folds: one description per time fold (cutoff, sizes).
+        model: the candidate's hyperparameters (nested names, as logged to MLflow).
     """
 
     run_id: str
@@ -59,6 +63,7 @@ class RunSummary:
     train_seconds: float
     data_version: str
     folds: list[dict[str, str]] = field(default_factory=list)
+    model: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class RunReport:
         slices: one row per (model, fold, slice).
         learning_curve, regularisation: the diagnostics, when they ran.
         oracle: per (model, fold) comparison with the oracle (synthetic worlds only).
+        tuning: the ladder's hyperparameter trials on the first fold's inner split.
+        reranking: the re-ranker's accuracy/diversity trade-off (last fold).
     """
 
     dataset: str
@@ -84,6 +91,8 @@ class RunReport:
     learning_curve: pd.DataFrame | None = None
     regularisation: pd.DataFrame | None = None
     oracle: pd.DataFrame | None = None
+    tuning: pd.DataFrame | None = None
+    reranking: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The tables present, by attribute name."""
@@ -99,10 +108,18 @@ class RunReport:
                 text = table.to_csv(index=name in INDEXED_TABLES)
                 batch.write_bytes(text.encode("utf-8"), directory / TABLE_FILES[name])
             batch.write_json(asdict(self.summary), directory / SUMMARY_FILE)
+            batch.write_bytes(self.model_card().encode("utf-8"), directory / MODEL_CARD_FILE)
         for name, filename in TABLE_FILES.items():
             if name not in tables:
                 (directory / filename).unlink(missing_ok=True)
-        return [directory / TABLE_FILES[n] for n in tables] + [directory / SUMMARY_FILE]
+        written = [directory / TABLE_FILES[n] for n in tables]
+        return [*written, directory / SUMMARY_FILE, directory / MODEL_CARD_FILE]
+
+    def model_card(self) -> str:
+        """The registered version's model card (:mod:`reelrank.training.model_card`)."""
+        from reelrank.training.model_card import render_model_card
+
+        return render_model_card(self)
 
     @staticmethod
     def exists(directory: Path) -> bool:

@@ -111,6 +111,23 @@ def _gate(report: RunReport) -> list[str]:
     return [*lines, "", f"Decision: {summary.reason}", ""]
 
 
+def _ladder(report: RunReport) -> list[str]:
+    if report.tuning is None:
+        return []
+    chosen = report.tuning[report.tuning["chosen"].astype(bool)].drop(columns="chosen")
+    return [
+        "## The baseline ladder's hyperparameters",
+        "",
+        "Chosen per baseline on an inner split of the first fold's training part (its newest "
+        "20 % of events as validation; no test fold seen), then used on every fold.",
+        "",
+        markdown_table(chosen.rename(columns={"params": "chosen params"})),
+        "",
+        f"{len(report.tuning)} settings tried in all (`baseline_tuning.csv`).",
+        "",
+    ]
+
+
 def _diagnostics(report: RunReport) -> list[str]:
     parts: list[str] = []
     recall = report.candidate_recall.rename_axis("source").reset_index()
@@ -119,14 +136,47 @@ def _diagnostics(report: RunReport) -> list[str]:
     cols = [c for c in ("ndcg", "recall", "hit_rate") if c in slices.columns]
     table = slices.groupby(["model", "slice"], sort=False)[["n_users", *cols]].mean().reset_index()
     table["n_users"] = [f"{v:.1f}" for v in table["n_users"]]
-    parts += ["## Slices (mean over folds, metrics at 10)", "", markdown_table(table), ""]
+    parts += [
+        "## Slices (mean over folds, metrics at 10)",
+        "",
+        "`light_users`: at most 10 training events; `heavy_users`: the most active tenth; "
+        "`long_tail_items`: relevant items outside the popularity head only; `new_users`: no "
+        "training event at all (their first event is in the test window), judged on the "
+        "ranking the model serves a user it has never seen (the service's cold start).",
+        "",
+        markdown_table(table),
+        "",
+    ]
     if report.learning_curve is not None:
-        parts += ["## Learning curve (last fold)", "", markdown_table(report.learning_curve), ""]
+        parts += [
+            "## Learning curve (last fold)",
+            "",
+            "Training and validation nDCG@10 against the training-set size, on the same users "
+            "with as many target items each: validation on the test window, training on each "
+            "user's newest items of the model's own training data (older ones left out of the "
+            "ranking). Both low and close: high bias; training well above validation, the gap "
+            "closing with more data: high variance.",
+            "",
+            markdown_table(report.learning_curve),
+            "",
+        ]
     if report.regularisation is not None:
         parts += [
-            "## Ranker regularisation sweep (last fold)",
+            "## Complexity curve: ranker regularisation (last fold)",
             "",
             markdown_table(report.regularisation),
+            "",
+        ]
+    if report.reranking is not None:
+        parts += [
+            "## Re-ranking the row: accuracy against diversity (last fold)",
+            "",
+            "The third stage (`reelrank/models/reranking.py`) on the candidate's scored "
+            "candidates as of the fold's cutoff: each strength alone, then the service's "
+            "default (`DEFAULT_RERANK`). `ild_at_10` is the mean pairwise genre distance "
+            "within a row.",
+            "",
+            markdown_table(report.reranking),
             "",
         ]
     if report.oracle is not None:
@@ -154,13 +204,24 @@ def render(data_dir: Path, dataset: str) -> str:
         markdown_table(_summary_table(report, metrics)),
         "",
         *_gate(report),
+        *_ladder(report),
         *_diagnostics(report),
     ]
     return "\n".join(parts).rstrip() + "\n"
 
 
+def pages(data_dir: Path, dataset: str) -> dict[str, str]:
+    """Every design-docs page of ``dataset``'s committed run report, by file name: the
+    results page and the registered version's model card."""
+    report = RunReport.load(data_dir, dataset)
+    return {
+        f"{dataset}.md": render(data_dir, dataset),
+        f"{dataset}-model-card.md": report.model_card(),
+    }
+
+
 def write_report(results_dir: Path, dataset: str) -> Path:
-    data_dir = results_dir / "data" / dataset
-    path = results_dir / f"{dataset}.md"
-    atomic_write_bytes(render(data_dir, dataset).encode("utf-8"), path)
-    return path
+    """Write ``dataset``'s pages into ``results_dir``; returns the results page."""
+    for name, text in pages(results_dir / "data" / dataset, dataset).items():
+        atomic_write_bytes(text.encode("utf-8"), results_dir / name)
+    return results_dir / f"{dataset}.md"

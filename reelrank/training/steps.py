@@ -46,6 +46,7 @@ from reelrank.training.config import (
 )
 from reelrank.training.crossval import CVResult, cross_validate
 from reelrank.training.diagnostics import Diagnostics, run_diagnostics
+from reelrank.training.ladder import Tuning, ladder_factories, tune_ladder
 from reelrank.training.report import RunReport, RunSummary
 from reelrank.training.tracking import TrainingRun
 
@@ -62,6 +63,7 @@ class Evaluation:
     """What cross-validation and the diagnostics measured, and the gate's inputs."""
 
     cv: CVResult
+    tuning: Tuning
     best_baseline: str
     vs_baseline: Difference
     vs_incumbent: Difference | None
@@ -113,13 +115,17 @@ def evaluate(
     truth: GroundTruth | None = None,
     progress: Progress | None = None,
 ) -> Evaluation:
-    """Cross-validate on identical time folds, the gate's differences, the diagnostics."""
+    """Tune the ladder on the first fold's training part, cross-validate everything on
+    identical time folds, the gate's differences (against the best rung), the diagnostics."""
     folds = rolling_origin_folds(dataset.events, n_folds=config.n_folds)
-    factories = model_factories(config, incumbent)
+    tuning = tune_ladder(dataset, folds[0], config.k, config.seed, progress=progress)
+    baselines = ladder_factories(tuning, config.seed)
+    factories = model_factories(config, baselines, incumbent)
     cv = cross_validate(factories, dataset, folds, k=config.k, progress=progress, truth=truth)
     best = cv.best_baseline(BASELINES)
     return Evaluation(
         cv=cv,
+        tuning=tuning,
         best_baseline=best,
         vs_baseline=_difference(cv, best, config.seed),
         vs_incumbent=_difference(cv, INCUMBENT, config.seed) if INCUMBENT in cv.per_user else None,
@@ -129,6 +135,7 @@ def evaluate(
 
 def log_evaluation(run: TrainingRun, evaluation: Evaluation, config: TrainConfig) -> None:
     """Everything :func:`evaluate` measured, into the run."""
+    tracking.log_tuning(run, evaluation.tuning.chosen)
     tracking.log_cross_validation(run, evaluation.cv)
     tracking.log_differences(run, evaluation.differences)
     metric = metric_key(NDCG, config.k)
@@ -197,6 +204,9 @@ def finish(
         train_seconds=train_seconds,
         data_version=data_version,
         folds=[{k: str(v) for k, v in fold.items()} for fold in cv.folds],
+        model={
+            k.removeprefix("model."): str(v) for k, v in logged_params(config.recommender()).items()
+        },
     )
     report = RunReport(
         dataset=config.dataset,
@@ -207,6 +217,8 @@ def finish(
         learning_curve=diagnostics.learning_curve,
         regularisation=diagnostics.regularisation,
         oracle=cv.oracle,
+        tuning=evaluation.tuning.trials,
+        reranking=diagnostics.reranking,
     )
     tracking.log_outcome(run, registration.decision.reason, train_seconds)
     tracking.log_report(run, report)

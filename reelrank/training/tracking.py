@@ -136,6 +136,20 @@ def _metrics(values: Mapping[str, Any]) -> dict[str, float]:
     return {name: float(value) for name, value in values.items() if pd.notna(value)}
 
 
+def log_tuning(run: TrainingRun, chosen: Mapping[str, Mapping[str, Any]]) -> None:
+    """The ladder's chosen hyperparameters (``baseline.<label>.<param>``)."""
+    import mlflow
+
+    with resumed(run):
+        mlflow.log_params(
+            {
+                f"baseline.{label}.{k}": v
+                for label, params in chosen.items()
+                for k, v in params.items()
+            }
+        )
+
+
 def log_cross_validation(run: TrainingRun, cv: CVResult) -> None:
     """One nested run per fold (every model's metrics), then the means and deviations."""
     import mlflow

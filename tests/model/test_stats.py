@@ -10,13 +10,13 @@ from reelrank.evaluation.errors import EvaluationError
 from reelrank.evaluation.metrics import NDCG, RANK, RECALL, per_user_metrics
 from reelrank.evaluation.slices import (
     ALL_USERS,
-    COLD_START_USERS,
     HEAVY_USERS,
+    LIGHT_USERS,
     LONG_TAIL_ITEMS,
     N_USERS,
-    cold_start_users,
     evaluate_slices,
     heavy_users,
+    light_users,
     long_tail_items,
     slice_per_user_metrics,
     user_slice_metrics,
@@ -144,9 +144,9 @@ TRAIN = pd.DataFrame(
 )
 
 
-def test_cold_and_heavy_users_golden() -> None:
-    assert list(cold_start_users(TRAIN, max_events=3)) == [1, 2, 3]
-    assert list(cold_start_users(TRAIN, 3, users=[2, 99])) == [1, 2, 3, 99]  # 99: no events
+def test_light_and_heavy_users_golden() -> None:
+    assert list(light_users(TRAIN, max_events=3)) == [1, 2, 3]
+    assert list(light_users(TRAIN, 3, users=[2, 99])) == [1, 2, 3, 99]  # 99: no events
     assert list(heavy_users(TRAIN, top_fraction=0.1)) == [19, 20]
     assert list(heavy_users(TRAIN, top_fraction=0.12)) == [18, 19, 20]  # ceil(2.4) = 3
 
@@ -172,17 +172,17 @@ def _slice_world() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_evaluate_slices_golden() -> None:
     recs, relevant = _slice_world()
-    table = evaluate_slices(recs, relevant, TRAIN, k=2, cold_max_events=2, heavy_fraction=0.1)
-    assert list(table.index) == [ALL_USERS, COLD_START_USERS, HEAVY_USERS, LONG_TAIL_ITEMS]
+    table = evaluate_slices(recs, relevant, TRAIN, k=2, light_max_events=2, heavy_fraction=0.1)
+    assert list(table.index) == [ALL_USERS, LIGHT_USERS, HEAVY_USERS, LONG_TAIL_ITEMS]
     assert table[N_USERS].tolist() == [4, 2, 2, 3]
     # all: hits for users 1 (item 1) and 19 (item 3) -> recall 2/4.
     assert table.loc[ALL_USERS, RECALL] == pytest.approx(0.5)
-    assert table.loc[COLD_START_USERS, RECALL] == pytest.approx(0.5)  # users 1, 2
+    assert table.loc[LIGHT_USERS, RECALL] == pytest.approx(0.5)  # users 1, 2
     assert table.loc[HEAVY_USERS, RECALL] == pytest.approx(0.5)  # users 19, 20
     # Tail = items 3, 4 (item 1: 105/210 events, item 2: 63 -> head). Users 2, 19, 20 judged.
     assert table.loc[LONG_TAIL_ITEMS, RECALL] == pytest.approx(1 / 3)
-    frames = slice_per_user_metrics(recs, relevant, TRAIN, k=2, cold_max_events=2)
-    assert list(frames[COLD_START_USERS].index) == [1, 2]
+    frames = slice_per_user_metrics(recs, relevant, TRAIN, k=2, light_max_events=2)
+    assert list(frames[LIGHT_USERS].index) == [1, 2]
 
 
 def test_user_slice_metrics_handles_empty_slices() -> None:

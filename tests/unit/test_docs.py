@@ -397,15 +397,14 @@ def test_generated_results_pages_are_current() -> None:
             "no results data committed under design_docs/results/data/ yet; run "
             "`reelrank run` for each dataset, then `reelrank report`, and commit the output."
         )
-    from reelrank.training.results_page import render
+    from reelrank.training.results_page import pages
 
     stale = []
     for dataset in datasets:
-        page = RESULTS / f"{dataset}.md"
-        if not page.exists() or page.read_text(encoding="utf-8") != render(
-            RESULTS_DATA / dataset, dataset
-        ):
-            stale.append(dataset)
+        for name, text in pages(RESULTS_DATA / dataset, dataset).items():
+            page = RESULTS / name
+            if not page.exists() or page.read_text(encoding="utf-8") != text:
+                stale.append(name)
     assert not stale, (
         f"design_docs/results pages out of date for {stale}; run "
         "`reelrank report --no-collect` and commit the result."
