@@ -733,3 +733,25 @@ def intra_list_diversity(
             distance = np.where(union > 0, 1.0 - inter / union, 0.0)
         values.append(distance[np.triu_indices(n, 1)].mean())
     return float(np.mean(values)) if values else float("nan")
+
+
+def grouped_ndcg(
+    scores: np.ndarray, labels: np.ndarray, group_sizes: np.ndarray, k: int = DEFAULT_K
+) -> float:
+    """Mean nDCG@k over query groups of candidates: each group (consecutive rows) ranked by
+    ``scores``, relevance ``labels > 0`` (binary gains); groups without a relevant row are
+    skipped. The ranker's own view: how well it orders the candidate sets it is given."""
+    scores = np.asarray(scores, dtype=np.float64)
+    relevant = np.asarray(labels) > 0
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    values = []
+    start = 0
+    for size in np.asarray(group_sizes, dtype=np.int64):
+        hits = relevant[start : start + size]
+        if hits.any():
+            order = np.argsort(-scores[start : start + size], kind="stable")[:k]
+            dcg = float(discounts[: len(order)][hits[order]].sum())
+            ideal = float(discounts[: min(int(hits.sum()), k)].sum())
+            values.append(dcg / ideal)
+        start += size
+    return float(np.mean(values)) if values else float("nan")

@@ -395,6 +395,7 @@ class Recommender(BaseEstimator):
         provider: FeatureProvider | None,
     ) -> tuple[FeatureLayout, Ranker]:
         """The fitted layout and ranker; rank fusion when no window has a positive."""
+        self.ranker_train_ndcg_ = float("nan")
         if isinstance(ranker, ReciprocalRankFusion):
             self.ranker_cutoffs_, self.n_ranker_groups_, self.n_ranker_rows_ = [], 0, 0
         else:
@@ -404,6 +405,7 @@ class Recommender(BaseEstimator):
             if train.n_groups > 0:
                 categorical = [c for c in CATEGORICAL_FEATURES if c in layout.names]
                 ranker.fit(train.X, train.y, train.group_sizes, list(layout.names), categorical)
+                self.ranker_train_ndcg_ = _training_ndcg(ranker, train)
                 return layout, ranker
             logger.warning(
                 "no label window with positives (events too few or too short in time); "
@@ -648,6 +650,13 @@ class Recommender(BaseEstimator):
         self._check_fitted()
         importances: pd.Series | None = getattr(self.ranker_, "feature_importances_", None)
         return importances
+
+
+def _training_ndcg(ranker: Ranker, train: RankerTrainingSet) -> float:
+    """nDCG@10 of the fitted ranker on its own training groups (its training score)."""
+    from reelrank.evaluation.metrics import grouped_ndcg
+
+    return grouped_ndcg(ranker.predict(train.X), train.y, train.group_sizes, k=10)
 
 
 def feature_matrix(

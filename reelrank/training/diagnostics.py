@@ -2,7 +2,8 @@
 
 * :func:`candidate_recall_table`: recall@N of each retrieval source and of their union;
 * :func:`ranker_view`: labels and scores of every candidate (the pointwise view: AUC, ROC);
-* :func:`learning_curve`: training and validation nDCG@k against the training-set size;
+* :func:`learning_curve`: the ranker's training and validation nDCG@k against the
+  training-set size;
 * :func:`regularisation_sweep`: the complexity curve: nDCG@k of the LightGBM ranker for
   L1/L2 strengths.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from reelrank.evaluation.metrics import (
     NOVELTY,
     auc,
     catalogue_coverage,
+    grouped_ndcg,
     intra_list_diversity,
     item_popularity_probability,
     metric_key,
@@ -35,13 +37,12 @@ from reelrank.evaluation.metrics import (
 )
 from reelrank.evaluation.splits import TimeFold, build_relevant
 from reelrank.features.columns import CATEGORICAL_FEATURES
-from reelrank.models.baselines import PopularityBaseline
 from reelrank.models.rankers import LGBMRanker
 from reelrank.models.recommender import Recommender, library_feature_provider
 from reelrank.models.reranking import DEFAULT_RERANK, RerankConfig
 from reelrank.models.training_set import feature_snapshot_end
 from reelrank.schema import GENRES, ITEM_ID, SCORE, TIMESTAMP, USER_ID, Dataset
-from reelrank.training.config import CANDIDATE, POPULARITY, TrainConfig
+from reelrank.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,6 @@ RECALL_CUTOFFS: Final = (50, 100, 200)
 LEARNING_FRACTIONS: Final = (0.25, 0.5, 1.0)
 REGULARISATION_STRENGTHS: Final = (0.0, 10.0, 100.0)
 SWEEP_MAX_GROUPS: Final = 1000  # label users sampled for the sweep's ranker fits
-TRAIN_SCORE_SLACK: Final = 100
-"""Extra items asked for the training score, so the past items left out still leave ``k``."""
 
 
 @dataclass(frozen=True)
@@ -129,90 +128,56 @@ def ranker_view(model: Recommender, relevant: pd.DataFrame) -> tuple[np.ndarray,
     return labels.astype(np.int64), ranked[SCORE].to_numpy(dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class _CurveTargets:
-    """What one training subset is judged on: the same users, the same number of items.
-
-    ``valid``: each user's test-window items not seen in the subset (as cross-validation).
-    ``train``: each user's newest ``m`` distinct items of the subset, ``m`` the number of
-    their validation items, which the model was fitted on; ``before``: the user's other,
-    older items (left out of the ranking, as ``exclude_seen`` leaves out the past for
-    validation).
-    """
-
-    users: np.ndarray
-    valid: pd.DataFrame
-    train: pd.DataFrame
-    before: pd.DataFrame
-
-
-def _curve_targets(subset: pd.DataFrame, fold: TimeFold) -> _CurveTargets:
-    valid = build_relevant(subset, fold.test)
-    wanted = valid.groupby(USER_ID).size()
-    history = (
-        subset[subset[USER_ID].isin(wanted.index)]
-        .sort_values(TIMESTAMP, kind="stable")
-        .drop_duplicates([USER_ID, ITEM_ID], keep="last")
-    )
-    newest_first = history.groupby(USER_ID).cumcount(ascending=False).to_numpy()
-    recent = newest_first < wanted.reindex(history[USER_ID]).to_numpy()
-    train = history[recent][[USER_ID, ITEM_ID]].sort_values([USER_ID, ITEM_ID])
-    users = np.intersect1d(train[USER_ID].unique(), valid[USER_ID].unique())
-    return _CurveTargets(
-        users=users,
-        valid=valid[valid[USER_ID].isin(users)],
-        train=train.reset_index(drop=True),
-        before=history[~recent][[USER_ID, ITEM_ID]],
-    )
-
-
-def _training_score(model: Any, targets: _CurveTargets, k: int) -> float:
-    """nDCG@k of the model's ranking, older items left out, against each user's newest
-    training items (the fit to what it has seen)."""
-    recs = model.recommend(targets.users, k=k + TRAIN_SCORE_SLACK, exclude_seen=False)
-    seen = pd.MultiIndex.from_frame(targets.before)
-    recs = recs[~pd.MultiIndex.from_frame(recs[[USER_ID, ITEM_ID]]).isin(seen)]
-    recs = recs.assign(rank=recs.groupby(USER_ID).cumcount() + 1)
-    return ndcg_at_k(recs[recs["rank"] <= k], targets.train, k)
+def candidate_set_ndcg(model: Recommender, relevant: pd.DataFrame, k: int) -> float:
+    """nDCG@k of the ranker inside the candidate sets of the judged users (what it can
+    order), the same metric as its training score (``ranker_train_ndcg_``)."""
+    ranked = model.rank(model.candidates(_judged_users(relevant)))
+    positives = pd.MultiIndex.from_frame(relevant[[USER_ID, ITEM_ID]])
+    labels = pd.MultiIndex.from_frame(ranked[[USER_ID, ITEM_ID]]).isin(positives)
+    sizes = ranked.groupby(USER_ID, sort=False).size().to_numpy()
+    return grouped_ndcg(ranked[SCORE].to_numpy(), labels, sizes, k)
 
 
 def learning_curve(
     config: TrainConfig, dataset: Dataset, fold: TimeFold, fitted: Recommender
 ) -> pd.DataFrame:
-    """Training and validation nDCG@k against the training-set size, on the same users.
+    """The ranker's training and validation scores against the training-set size.
 
-    The model is refitted on the most recent 25 %, 50 % and 100 % of the fold's training
-    events. Both scores are nDCG@k over the same users with the same number of target items
-    (:class:`_CurveTargets`): validation on the test window, training on each user's newest
-    items of the subset. Both low and close: high bias; training well above a validation
-    that closes the gap as data grows: high variance.
+    The candidate is refitted on the most recent 25 %, 50 % and 100 % of the fold's
+    training events. Both scores are nDCG@k of the ranker inside candidate sets against
+    "what came next": **training** on its own training groups (the label windows it was
+    fitted on), **validation** on the fold's test window. Both low and close: high bias;
+    training well above a validation that closes the gap as data grows: high variance.
+    ``end_to_end_`` is the cross-validation metric (the whole catalogue, recall included).
     """
     train = fold.train.sort_values(TIMESTAMP, kind="stable")
+    relevant = build_relevant(fold.train, fold.test)
     key = metric_key(NDCG, config.k)
     rows = []
     for fraction in LEARNING_FRACTIONS:
         subset = train.iloc[int(len(train) * (1 - fraction)) :]
-        targets = _curve_targets(subset, fold)
-        for name, factory in ((CANDIDATE, config.recommender), (POPULARITY, PopularityBaseline)):
-            try:
-                if name == CANDIDATE and fraction == 1.0:
-                    model: Any = fitted  # already fitted on the whole fold
-                else:
-                    model = factory().fit(subset, dataset.users, dataset.items)
-            except Exception as error:  # a tiny subset may not support every stage
-                logger.warning("learning curve: %s at %.2f failed: %s", name, fraction, error)
-                continue
-            valid = model.recommend(targets.users, k=config.k)
-            rows.append(
-                {
-                    "model": name,
-                    "fraction": fraction,
-                    "n_events": len(subset),
-                    "n_users": len(targets.users),
-                    f"train_{key}": _training_score(model, targets, config.k),
-                    f"valid_{key}": ndcg_at_k(valid, targets.valid, config.k),
-                }
+        try:
+            model = (
+                fitted
+                if fraction == 1.0
+                else config.recommender().fit(subset, dataset.users, dataset.items)
             )
+        except Exception as error:  # a tiny subset may not support every stage
+            logger.warning("learning curve at %.2f failed: %s", fraction, error)
+            continue
+        users = _judged_users(relevant)
+        rows.append(
+            {
+                "fraction": fraction,
+                "n_events": len(subset),
+                "n_training_groups": model.n_ranker_groups_,
+                f"train_{key}": model.ranker_train_ndcg_,
+                f"valid_{key}": candidate_set_ndcg(model, relevant, config.k),
+                f"end_to_end_{key}": ndcg_at_k(
+                    model.recommend(users, k=config.k), relevant, config.k
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -63,18 +63,15 @@ def feature_importance(importances: pd.Series, path: Path, top: int = 25) -> Pat
 
 
 def learning_curve(curve: pd.DataFrame, metric: str, path: Path) -> Path:
-    """``curve``: columns fraction, n_events, model, train_<metric>, valid_<metric>."""
+    """``curve``: columns n_events, train_<metric>, valid_<metric> (and end_to_end_<metric>)."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for model, rows in curve.groupby("model"):
-        ax.plot(rows["n_events"], rows[f"valid_{metric}"], marker="o", label=f"{model} (valid)")
-        if f"train_{metric}" in rows and rows[f"train_{metric}"].notna().any():
-            ax.plot(
-                rows["n_events"],
-                rows[f"train_{metric}"],
-                marker="x",
-                linestyle="--",
-                label=f"{model} (train)",
-            )
+    for column, label, style in (
+        (f"train_{metric}", "training (the ranker's own groups)", "--"),
+        (f"valid_{metric}", "validation (the fold's test window)", "-"),
+        (f"end_to_end_{metric}", "validation, end to end", ":"),
+    ):
+        if column in curve and curve[column].notna().any():
+            ax.plot(curve["n_events"], curve[column], marker="o", linestyle=style, label=label)
     ax.set_xlabel("training events")
     ax.set_ylabel(metric)
     ax.set_title("Learning curve: training and validation vs training-set size")

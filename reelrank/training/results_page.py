@@ -151,11 +151,11 @@ def _diagnostics(report: RunReport) -> list[str]:
         parts += [
             "## Learning curve (last fold)",
             "",
-            "Training and validation nDCG@10 against the training-set size, on the same users "
-            "with as many target items each: validation on the test window, training on each "
-            "user's newest items of the model's own training data (older ones left out of the "
-            "ranking). Both low and close: high bias; training well above validation, the gap "
-            "closing with more data: high variance.",
+            "The ranker's nDCG@10 inside candidate sets against what came next, by training-set "
+            "size: training on its own training groups, validation on the fold's test window "
+            "(`end_to_end` is the cross-validation metric over the whole catalogue). Both low "
+            "and close: high bias; training well above validation, the gap closing with more "
+            "data: high variance.",
             "",
             markdown_table(report.learning_curve),
             "",

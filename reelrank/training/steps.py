@@ -7,7 +7,9 @@ registration is retried without re-running cross-validation):
 1. :func:`start` opens the MLflow run;
 2. :func:`evaluate` cross-validates the candidate against the baselines (and the
    incumbent champion) on identical time folds, computes the gate's paired differences
-   and runs the diagnostics on the last fold;
+   and runs the diagnostics on the last fold. It is :func:`plan_evaluation` (the folds
+   and the models), one :func:`~reelrank.training.crossval.score_fold` per fold (the
+   unit an engine distributes), then :func:`conclude_evaluation`;
 3. :func:`fit_final` fits the model that ships on every event;
 4. :func:`register_and_gate` registers it as challenger and lets the gate decide champion;
 5. :func:`finish` assembles the :class:`~reelrank.training.report.RunReport`, writes it and
@@ -44,7 +46,7 @@ from reelrank.training.config import (
     logged_params,
     model_factories,
 )
-from reelrank.training.crossval import CVResult, cross_validate
+from reelrank.training.crossval import CVResult, ModelFactory, cross_validate
 from reelrank.training.diagnostics import Diagnostics, run_diagnostics
 from reelrank.training.ladder import Tuning, ladder_factories, tune_ladder
 from reelrank.training.report import RunReport, RunSummary
@@ -52,6 +54,7 @@ from reelrank.training.tracking import TrainingRun
 
 if TYPE_CHECKING:
     from reelrank.data.synthetic import GroundTruth
+    from reelrank.evaluation.splits import TimeFold
 
 logger = logging.getLogger(__name__)
 
@@ -68,10 +71,14 @@ class Evaluation:
     vs_baseline: Difference
     vs_incumbent: Difference | None
     diagnostics: Diagnostics
+    vs_ladder: tuple[Difference, ...] = ()
 
     @property
     def differences(self) -> dict[str, dict[str, Any]]:
-        return {f"vs_{d.reference}": asdict(d) for d in (self.vs_baseline, self.vs_incumbent) if d}
+        """The gate's (the best rung, the incumbent), then every other rung of the ladder."""
+        gate = (self.vs_baseline, self.vs_incumbent)
+        ordered = [d for d in (*gate, *self.vs_ladder) if d is not None]
+        return {f"vs_{d.reference}": asdict(d) for d in ordered}
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,50 @@ def _difference(cv: CVResult, reference: str, seed: int) -> Difference:
     return Difference(reference=reference, mean=result.mean_diff, low=result.low, high=result.high)
 
 
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What every fold is scored with: the time folds, the tuned ladder, the model factories."""
+
+    folds: list[TimeFold]
+    tuning: Tuning
+    factories: dict[str, ModelFactory]
+
+
+def plan_evaluation(
+    dataset: Dataset,
+    config: TrainConfig,
+    incumbent: Recommender | None = None,
+    progress: Progress | None = None,
+) -> EvaluationPlan:
+    """The time folds, and the ladder tuned on the first fold's training part."""
+    folds = rolling_origin_folds(dataset.events, n_folds=config.n_folds)
+    tuning = tune_ladder(dataset, folds[0], config.k, config.seed, progress=progress)
+    baselines = ladder_factories(tuning, config.seed)
+    return EvaluationPlan(list(folds), tuning, model_factories(config, baselines, incumbent))
+
+
+def conclude_evaluation(
+    plan: EvaluationPlan,
+    cv: CVResult,
+    dataset: Dataset,
+    config: TrainConfig,
+    progress: Progress | None = None,
+) -> Evaluation:
+    """The gate's differences (against the best rung) and the diagnostics on the last fold."""
+    best = cv.best_baseline(BASELINES)
+    return Evaluation(
+        cv=cv,
+        tuning=plan.tuning,
+        best_baseline=best,
+        vs_baseline=_difference(cv, best, config.seed),
+        vs_incumbent=_difference(cv, INCUMBENT, config.seed) if INCUMBENT in cv.per_user else None,
+        vs_ladder=tuple(_difference(cv, rung, config.seed) for rung in BASELINES if rung != best),
+        diagnostics=run_diagnostics(
+            config, dataset, plan.folds[-1], cv.fitted[CANDIDATE], progress
+        ),
+    )
+
+
 def evaluate(
     dataset: Dataset,
     config: TrainConfig,
@@ -117,20 +168,11 @@ def evaluate(
 ) -> Evaluation:
     """Tune the ladder on the first fold's training part, cross-validate everything on
     identical time folds, the gate's differences (against the best rung), the diagnostics."""
-    folds = rolling_origin_folds(dataset.events, n_folds=config.n_folds)
-    tuning = tune_ladder(dataset, folds[0], config.k, config.seed, progress=progress)
-    baselines = ladder_factories(tuning, config.seed)
-    factories = model_factories(config, baselines, incumbent)
-    cv = cross_validate(factories, dataset, folds, k=config.k, progress=progress, truth=truth)
-    best = cv.best_baseline(BASELINES)
-    return Evaluation(
-        cv=cv,
-        tuning=tuning,
-        best_baseline=best,
-        vs_baseline=_difference(cv, best, config.seed),
-        vs_incumbent=_difference(cv, INCUMBENT, config.seed) if INCUMBENT in cv.per_user else None,
-        diagnostics=run_diagnostics(config, dataset, folds[-1], cv.fitted[CANDIDATE], progress),
+    plan = plan_evaluation(dataset, config, incumbent, progress)
+    cv = cross_validate(
+        plan.factories, dataset, plan.folds, k=config.k, progress=progress, truth=truth
     )
+    return conclude_evaluation(plan, cv, dataset, config, progress)
 
 
 def log_evaluation(run: TrainingRun, evaluation: Evaluation, config: TrainConfig) -> None:
@@ -261,9 +303,12 @@ def train_and_register(
 
 __all__ = [
     "Evaluation",
+    "EvaluationPlan",
     "Registration",
+    "conclude_evaluation",
     "evaluate",
     "fit_final",
+    "plan_evaluation",
     "register_and_gate",
     "train_and_register",
 ]
