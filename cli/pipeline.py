@@ -8,6 +8,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
+from cli.engine import EngineOpt, RayAddressOpt, use_engine
 from cli.options import (
     CompareOpt,
     DatasetOpt,
@@ -48,6 +49,7 @@ def prefect_defaults() -> None:
     os.environ.setdefault("FEAST_USAGE", "False")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")
 
 
 def flows() -> Any:
@@ -105,10 +107,14 @@ def features(
     full: Annotated[
         bool, typer.Option("--full", help="Materialize the whole ttl window, not incrementally.")
     ] = False,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Build point-in-time features from the lake, apply the Feast repo and materialize."""
+    use_engine(engine, ray_address)
     try:
-        stats = flows().features_flow(incremental=not full)
+        pipelines = flows()
+        stats = pipelines.on_engine(pipelines.features_flow)(incremental=not full)
     except ReelRankError as error:
         raise fail(error) from error
     console.print(
@@ -142,13 +148,17 @@ def train(
             help="Train the final ranker on features from Feast's historical retrieval.",
         ),
     ] = True,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Cross-validate against baselines, fit, log to MLflow, register and gate promotion."""
+    use_engine(engine, ray_address)
     try:
         fields = train_fields(
             _lake_dataset_name(), ranker, compare, folds, diagnostics, sources, param
         )
-        result = flows().train_flow(fields, use_feast=feast)
+        pipelines = flows()
+        result = pipelines.on_engine(pipelines.train_flow)(fields, use_feast=feast)
     except ReelRankError as error:
         raise fail(error) from error
     _print_train(result)
@@ -170,8 +180,12 @@ def run(
     train: Annotated[
         bool, typer.Option("--train/--no-train", help="Also train and register a model.")
     ] = True,
+    engine: EngineOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
-    """The whole pipeline as one Prefect flow: data -> features -> train."""
+    """The whole pipeline as one Prefect flow: data -> features -> train (--engine ray: the
+    folds and feature tables in parallel on a Ray cluster, Feast's Ray offline store)."""
+    chosen = use_engine(engine, ray_address)
     pipeline = flows().reelrank_pipeline
     name = dataset_name(dataset)
     synthetic = synthetic_config(users, items, events, seed) if name == "synthetic" else None
@@ -189,4 +203,4 @@ def run(
     )
     if train:
         _print_train(result["train"])
-    console.print(f"pipeline finished in {time.perf_counter() - started:.0f} s")
+    console.print(f"pipeline finished in {time.perf_counter() - started:.0f} s ({chosen} engine)")

@@ -19,6 +19,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("FEAST_USAGE", "False")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")
 
 
 def in_ci() -> bool:

@@ -1,0 +1,1 @@
+"""Monitoring: reference and current profiles, population stability, drift decisions."""
