@@ -78,23 +78,19 @@ def data_flow(
 # -------------------------------------------------------------------------- features
 @task(name="build-features", cache_policy=NONE)
 def build_features_task() -> dict[str, Any]:
-    """Point-in-time user and item feature tables -> offline parquet (atomic)."""
+    """Point-in-time change-row tables from the lake -> offline parquet, block by block
+    (bounded memory), published together (both or neither)."""
     from reelrank.data.ingest import read_lake
-    from reelrank.features import build_item_features, build_user_features
-    from reelrank.features.feast.store import write_offline_features
-    from reelrank.schema import EVENT_TIMESTAMP
+    from reelrank.features.feast.store import write_feature_tables
 
     settings = get_settings()
-    lake = read_lake(settings.lake_path)
-    users = build_user_features(lake.events, lake.users, lake.items)
-    items = build_item_features(lake.events, lake.items)
-    user_path, item_path = write_offline_features(users, items, settings)
+    users, items = write_feature_tables(read_lake(settings.lake_path), settings)
     stats = {
-        "user_rows": len(users),
-        "item_rows": len(items),
-        "from": str(users[EVENT_TIMESTAMP].min()),
-        "to": str(users[EVENT_TIMESTAMP].max()),
-        "paths": [str(user_path), str(item_path)],
+        "user_rows": users.rows,
+        "item_rows": items.rows,
+        "from": min(users.first, items.first),
+        "to": max(users.last, items.last),
+        "paths": [str(users.path), str(items.path)],
     }
     get_run_logger().info("features: %(user_rows)d user rows, %(item_rows)d item rows", stats)
     return stats

@@ -26,7 +26,8 @@ POPULARITY_RANK_WINDOW_DAYS: Final = 30
 USER_TTL: Final = timedelta(days=365)
 """A user's latest snapshot is trusted for a year (dormant longer: treated as unknown)."""
 ITEM_TTL: Final = timedelta(days=30)
-"""Item snapshots are daily; older than 30 days means the pipeline stopped: treat as unknown."""
+"""Item values are known up to 30 days after the dataset end; later means the pipeline
+stopped: treat as unknown."""
 
 FEATURE_SERVICE: Final = "ranker_v1"
 USER_VIEW: Final = "user_features"
@@ -97,6 +98,10 @@ ITEM_FEATURES: Final[tuple[str, ...]] = (
     ITEM_DAYS_SINCE_RELEASE,
     *ITEM_GENRE,
 )
+
+ITEM_RATING_SUM: Final = "item_rating_sum"
+"""Stored beside the item features, not one of them: the sum of the item's ratings before
+the row's day, from which readers derive ``item_rating_mean_bayes`` as of a later day."""
 
 # --- request-time cross features ------------------------------------------------------
 CROSS_GENRE_AFFINITY_MEAN: Final = "cross_genre_affinity_mean"

@@ -206,7 +206,7 @@ def cross_feature_matrix(
 _PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE: up to here its sum is one unrolled block
 
 
-@numba.njit(nogil=True, error_model="numpy")
+@numba.njit(nogil=True, error_model="numpy", cache=True)
 def _pairwise_sum(values: np.ndarray) -> float:  # pragma: no cover - compiled
     """numpy's pairwise summation of a contiguous float64 vector of up to 128 values
     (``pairwise_sum`` in numpy/_core/src/umath/loops_utils.h.src)."""
@@ -236,7 +236,7 @@ def _pairwise_sum(values: np.ndarray) -> float:  # pragma: no cover - compiled
     return total
 
 
-@numba.njit(nogil=True, error_model="numpy")
+@numba.njit(nogil=True, error_model="numpy", cache=True)
 def _cross_loop(
     flags: np.ndarray,
     n_genres: np.ndarray,

@@ -105,12 +105,12 @@ def default_ranker() -> Ranker:
 def library_feature_provider(
     events: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, end: pd.Timestamp | None
 ) -> FeatureProvider:
-    """The in-memory provider over the library's point-in-time tables (built from ``events``)."""
-    from reelrank.features import InMemoryFeatureProvider, build_item_features, build_user_features
+    """The library's point-in-time features of ``events``: the daily snapshot values as of
+    any time, evaluated from cumulative sums (memory grows with active user-days, not with
+    the daily tables; :class:`~reelrank.features.point_in_time.PointInTimeFeatures`)."""
+    from reelrank.features.point_in_time import PointInTimeFeatures
 
-    user_table = build_user_features(events, users, items, end=end)
-    item_table = build_item_features(events, items, end=end)
-    return InMemoryFeatureProvider(user_table, item_table)
+    return PointInTimeFeatures(events, users, items, end=end)
 
 
 def seeded(estimator: Any, seed: int | None) -> Any:

@@ -117,8 +117,10 @@ class BuiltStore:
 
 @pytest.fixture(scope="session")
 def built_store(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltStore]:
-    """Features of ``world`` written, applied and materialized into a SQLite store."""
+    """Features of ``world`` written (the change rows the pipeline stores), applied and
+    materialized into a SQLite store; the daily tables kept to compare against."""
     from reelrank.features import build_item_features, build_user_features
+    from reelrank.features.builders import build_item_change_rows, build_user_change_rows
     from reelrank.features.feast.store import (
         apply_definitions,
         materialize,
@@ -129,7 +131,11 @@ def built_store(world: World, tmp_path_factory: pytest.TempPathFactory) -> Itera
     settings = Settings(data_dir=data_dir, online_store="sqlite")
     user_table = build_user_features(world.events, world.users, world.items)
     item_table = build_item_features(world.events, world.items)
-    write_offline_features(user_table, item_table, settings)
+    write_offline_features(
+        build_user_change_rows(world.events, world.users, world.items),
+        build_item_change_rows(world.events, world.items),
+        settings,
+    )
     store = apply_definitions(settings)
     done = materialize(settings)
     return BuiltStore(settings, store, user_table, item_table, done)

@@ -16,6 +16,10 @@ from reelrank.features import (
     build_user_features,
 )
 from reelrank.features import columns as cols
+from reelrank.features.builders import (
+    build_item_change_rows,
+    build_user_change_rows,
+)
 from reelrank.features.feast.providers import FeastOnlineProvider
 from reelrank.features.feast.store import (
     apply_definitions,
@@ -52,7 +56,11 @@ def test_apply_materialize_and_read_back_from_redis(redis_settings: Settings, wo
     project = f"reelrank_test_{os.getpid()}"
     users = build_user_features(world.events, world.users, world.items)
     items = build_item_features(world.events, world.items)
-    write_offline_features(users, items, redis_settings)
+    write_offline_features(
+        build_user_change_rows(world.events, world.users, world.items),
+        build_item_change_rows(world.events, world.items),
+        redis_settings,
+    )
     store = apply_definitions(redis_settings, project=project)
     try:
         assert store.config.online_store.type == "redis"

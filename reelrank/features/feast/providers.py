@@ -1,5 +1,5 @@
-"""Feature providers backed by Feast: historical retrieval (offline store, point-in-time)
-and the online store (latest values, with a deadline).
+"""Feature providers backed by Feast: point-in-time retrieval (the offline store's parquet,
+read with DuckDB) and the online store (latest values, with a deadline).
 
 Both return, for the requested ids in order, a frame indexed by the entity id whose
 columns are the stored features of ``ranker_v1`` (``USER_FEATURES`` or ``ITEM_FEATURES``)
@@ -18,10 +18,12 @@ import pandas as pd
 from reelrank.exceptions import FeatureStoreError
 from reelrank.features import columns as cols
 from reelrank.features.protocol import as_feature_frame, to_utc
-from reelrank.schema import EVENT_TIMESTAMP, ITEM_ID, USER_ID
+from reelrank.schema import ITEM_ID, USER_ID
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+
+    from reelrank.features.offline import TableKind
 
 
 def _service_refs(store: FeatureStore, service: str) -> dict[str, list[str]]:
@@ -53,7 +55,11 @@ class _FeastProvider:
 
 
 class FeastOfflineProvider(_FeastProvider):
-    """Point-in-time features through Feast's historical retrieval (offline store).
+    """Point-in-time features from the Feast offline store (the views' parquet sources).
+
+    Read as :func:`~reelrank.features.feast.store.historical_features` reads them: the
+    latest change row per entity at or before ``as_of`` through DuckDB, the day-varying
+    columns derived as of ``as_of``; memory grows with the ids asked for.
 
     Args:
         store: an applied FeatureStore (``reelrank.features.feast.store.apply_definitions``).
@@ -62,27 +68,37 @@ class FeastOfflineProvider(_FeastProvider):
 
     def __init__(self, store: FeatureStore, service: str = cols.FEATURE_SERVICE) -> None:
         super().__init__(store, service)
+        from reelrank.features.feast.store import source_path, views_end
+
+        self._paths = {
+            name: source_path(store.get_feature_view(name))
+            for name in (cols.USER_VIEW, cols.ITEM_VIEW)
+        }
+        self._end = views_end(store)
 
     def _fetch(
         self,
+        kind: TableKind,
+        view: str,
         key: str,
         ids: Sequence[int],
         as_of: pd.Timestamp,
-        refs: list[str],
         features: tuple[str, ...],
     ) -> pd.DataFrame:
+        from reelrank.features.offline import values_as_of
+
         unique = pd.unique(np.asarray(ids, dtype="int64"))
-        entity_df = pd.DataFrame({key: unique, EVENT_TIMESTAMP: to_utc(as_of)})
         if len(unique) == 0:
-            return as_feature_frame(entity_df.assign(**dict.fromkeys(features)), key, ids, features)
-        frame = self.store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+            empty = pd.DataFrame(columns=[key, *features])
+            return as_feature_frame(empty, key, ids, features)
+        frame = values_as_of(kind, self._paths[view], to_utc(as_of), self._end, unique)
         return as_feature_frame(frame, key, ids, features)
 
     def user_features(self, user_ids: Sequence[int], as_of: pd.Timestamp) -> pd.DataFrame:
-        return self._fetch(USER_ID, user_ids, as_of, self._user_refs, cols.USER_FEATURES)
+        return self._fetch("user", cols.USER_VIEW, USER_ID, user_ids, as_of, cols.USER_FEATURES)
 
     def item_features(self, item_ids: Sequence[int], as_of: pd.Timestamp) -> pd.DataFrame:
-        return self._fetch(ITEM_ID, item_ids, as_of, self._item_refs, cols.ITEM_FEATURES)
+        return self._fetch("item", cols.ITEM_VIEW, ITEM_ID, item_ids, as_of, cols.ITEM_FEATURES)
 
 
 class FeastOnlineProvider(_FeastProvider):

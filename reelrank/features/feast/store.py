@@ -1,5 +1,14 @@
 """The Feast feature store as library calls: write, apply, materialize, retrieve.
 
+The offline parquet holds *change rows* (:mod:`reelrank.features.builders`): a row when a
+stored value changes, the day-varying columns as of the row. Every read here goes
+through DuckDB over the parquet (never a whole table in memory) and derives those columns
+as of the read time (:mod:`reelrank.features.point_in_time`): :func:`historical_features`
+and :class:`~reelrank.features.feast.providers.FeastOfflineProvider` (point-in-time
+retrieval) and :func:`materialize` (the latest row of each entity, in chunks, written
+through Feast into its online store). Feast's own file-store retrieval of these files
+would return the day-varying columns as of each row, not as of the read.
+
 The repo definitions are built by :mod:`reelrank.features.feast.definitions` (the ``features/``
 repo binds the same objects for the ``feast`` CLI); the registry and the SQLite online
 store live under ``Settings().feast_path``; the offline parquet under
@@ -10,20 +19,20 @@ store live under ``Settings().feast_path``; the offline parquet under
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from reelrank.config import Settings
-from reelrank.data.io import AtomicBatch
+from reelrank.data.io import AtomicBatch, remove_stale_temps
 from reelrank.exceptions import FeatureStoreError
 from reelrank.features import columns as cols
+from reelrank.features import offline
 from reelrank.features.feast.definitions import (
     ITEM_FEATURES_FILE,
     USER_FEATURES_FILE,
@@ -36,14 +45,16 @@ from reelrank.features.feast.repo_config import (
     registry_path,
     repo_config,
 )
-from reelrank.schema import EARLIEST_TIMESTAMP, EVENT_TIMESTAMP, ITEM_ID, USER_ID
+from reelrank.features.protocol import to_utc
+from reelrank.schema import EARLIEST_TIMESTAMP, EVENT_TIMESTAMP, ITEM_ID, USER_ID, Dataset
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureStore, FeatureView
 
 logger = logging.getLogger(__name__)
 
-_ROW: str = "__reelrank_row"
+ONLINE_WRITE_ROWS: Final = 10_000
+"""Entities written to the online store per call (bounds the protos Feast builds at once)."""
 _STORES: dict[tuple[str, str, str], FeatureStore] = {}
 _STORES_LOCK = threading.Lock()
 
@@ -63,21 +74,25 @@ def _check_table(table: pd.DataFrame, key: str, features: tuple[str, ...], what:
     if missing:
         raise FeatureStoreError(
             f"{what} table lacks column(s) {missing[:5]}; build it with "
-            f"reelrank.features.build_{what}_features."
+            f"reelrank.features.builders.build_{what}_change_rows."
         )
 
 
 def write_offline_features(
     user_table: pd.DataFrame, item_table: pd.DataFrame, settings: Settings
 ) -> tuple[Path, Path]:
-    """Write both feature tables as parquet atomically (both or neither); returns the paths."""
+    """Write two change-row tables held in memory as parquet atomically (both or neither).
+
+    For small data (tests, benchmarks); the pipeline writes block by block with
+    :func:`stage_feature_table` and :func:`publish_feature_tables`.
+    """
     _check_table(user_table, USER_ID, cols.USER_FEATURES, "user")
-    _check_table(item_table, ITEM_ID, cols.ITEM_FEATURES, "item")
+    _check_table(item_table, ITEM_ID, (*cols.ITEM_FEATURES, cols.ITEM_RATING_SUM), "item")
     user_path, item_path = user_features_path(settings), item_features_path(settings)
     user_path.parent.mkdir(parents=True, exist_ok=True)
     with AtomicBatch() as batch:
-        batch.write_parquet(user_table[[USER_ID, EVENT_TIMESTAMP, *cols.USER_FEATURES]], user_path)
-        batch.write_parquet(item_table[[ITEM_ID, EVENT_TIMESTAMP, *cols.ITEM_FEATURES]], item_path)
+        batch.write_parquet(user_table[list(offline.USER_COLUMNS)], user_path)
+        batch.write_parquet(item_table[list(offline.ITEM_COLUMNS)], item_path)
     logger.info(
         "offline features written: %s (%d rows), %s (%d rows)",
         user_path,
@@ -86,6 +101,52 @@ def write_offline_features(
         len(item_table),
     )
     return user_path, item_path
+
+
+def _table_path(settings: Settings, kind: offline.TableKind) -> Path:
+    return user_features_path(settings) if kind == "user" else item_features_path(settings)
+
+
+def staged_path(settings: Settings, kind: offline.TableKind) -> Path:
+    """Where :func:`stage_feature_table` writes a complete table before it is published."""
+    path = _table_path(settings, kind)
+    return path.with_name(path.name + offline.STAGED_SUFFIX)
+
+
+def stage_feature_table(
+    kind: offline.TableKind, dataset: Dataset, settings: Settings
+) -> offline.TableStats:
+    """Build one change-row table from the lake and write it beside its target, complete
+    (block by block, bounded memory); :func:`publish_feature_tables` makes it live."""
+    path = staged_path(settings, kind)
+    remove_stale_temps(path)
+    return offline.write_table(kind, dataset.events, dataset.users, dataset.items, path)
+
+
+def publish_feature_tables(settings: Settings) -> tuple[Path, Path]:
+    """Rename both staged tables over the offline tables, together (both were written
+    completely first, so the store never holds half a table or a mix of two builds)."""
+    pairs = [(staged_path(settings, k), _table_path(settings, k)) for k in ("user", "item")]
+    missing = [str(staged) for staged, _ in pairs if not staged.exists()]
+    if missing:
+        raise FeatureStoreError(
+            f"staged feature tables {missing} are missing; stage both tables first."
+        )
+    for staged, target in pairs:
+        os.replace(staged, target)
+    directory = os.open(pairs[0][1].parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the renames survive a crash
+    finally:
+        os.close(directory)
+    return pairs[0][1], pairs[1][1]
+
+
+def write_feature_tables(dataset: Dataset, settings: Settings) -> list[offline.TableStats]:
+    """Both offline tables from the lake, block by block, published together."""
+    stats = [stage_feature_table(kind, dataset, settings) for kind in ("user", "item")]
+    publish_feature_tables(settings)
+    return stats
 
 
 def get_feature_store(settings: Settings, project: str = PROJECT) -> FeatureStore:
@@ -128,16 +189,60 @@ def apply_definitions(settings: Settings, project: str = PROJECT) -> FeatureStor
 
 def latest_feature_time(settings: Settings) -> datetime:
     """The newest ``event_timestamp`` across both offline tables (the dataset's 'now')."""
-    latest: list[pd.Timestamp] = []
-    for path in (user_features_path(settings), item_features_path(settings)):
+    paths = [user_features_path(settings), item_features_path(settings)]
+    for path in paths:
         if not path.exists():
             raise FeatureStoreError(f"offline features {path} are missing; build them first.")
-        column = pq.read_table(path, columns=[EVENT_TIMESTAMP]).column(0).to_pandas()
-        if len(column):
-            latest.append(pd.Timestamp(column.max()))
-    if not latest:
+    latest = offline.table_end(paths)
+    if latest is None:
         raise FeatureStoreError("the offline feature tables are empty; nothing to materialize.")
-    return max(latest).tz_convert("UTC").to_pydatetime()
+    return latest.to_pydatetime()
+
+
+def view_kind(view_name: str) -> offline.TableKind:
+    """Which change table a ReelRank view reads (``user_features`` or ``item_features``)."""
+    if view_name == cols.USER_VIEW:
+        return "user"
+    if view_name == cols.ITEM_VIEW:
+        return "item"
+    raise FeatureStoreError(f"{view_name!r} is not a ReelRank feature view.")
+
+
+def source_path(view: FeatureView) -> Path:
+    """The parquet file a view's ``FileSource`` reads."""
+    return Path(str(getattr(view.batch_source, "path", "")))
+
+
+def views_end(store: FeatureStore) -> pd.Timestamp:
+    """The tables' last snapshot day, over every view's source."""
+    latest = offline.table_end([source_path(view) for view in store.list_feature_views()])
+    if latest is None:
+        raise FeatureStoreError("the offline feature tables are empty; build them first.")
+    return latest
+
+
+def _write_online(
+    store: FeatureStore, view: FeatureView, values: pd.DataFrame, when: pd.Timestamp
+) -> None:
+    """``values`` (key + features) into the online store, stamped ``when``, in chunks."""
+    names = [field.name for field in view.features]
+    key = [column.name for column in view.entity_columns]
+    for lo in range(0, len(values), ONLINE_WRITE_ROWS):
+        chunk = values.iloc[lo : lo + ONLINE_WRITE_ROWS][[*key, *names]].copy()
+        chunk.insert(len(key), EVENT_TIMESTAMP, when)
+        store.write_to_online_store(view.name, df=chunk)
+
+
+def _interval_start(
+    view: FeatureView, end_time: pd.Timestamp, incremental: bool
+) -> tuple[pd.Timestamp, bool]:
+    """Where the interval to materialize starts, and whether it continues a previous one."""
+    previous = view.most_recent_end_time
+    if incremental and previous is not None:
+        return to_utc(previous), True
+    if view.ttl is not None and view.ttl.total_seconds() > 0:
+        return end_time - view.ttl, False
+    return EARLIEST_TIMESTAMP, False
 
 
 def materialize(
@@ -146,47 +251,47 @@ def materialize(
     incremental: bool = True,
     project: str = PROJECT,
 ) -> dict[str, tuple[datetime, datetime]]:
-    """Load the latest feature rows into the online store.
+    """Load every entity's values as of ``end`` into the online store.
 
-    The first run (or ``incremental=False``) loads each view over ``[end - ttl, end]``, the
-    rows Feast's historical retrieval at ``end`` can return, so online and offline agree;
-    later runs continue from the view's last materialized end. ``end`` defaults to the
+    Each view's latest change row per entity at or before ``end`` (within the ttl) is read
+    with DuckDB, its day-varying columns derived as of ``end``, and written in chunks of
+    ``ONLINE_WRITE_ROWS``: memory grows with the entities, never with the table. The
+    first run (or ``incremental=False``) writes every entity Feast's historical retrieval
+    at ``end`` can return, so online and offline agree; a later run writes the users whose
+    values moved since the view's last materialized end (a row since then, or recency not
+    yet capped then) and every item (ranks and ages move daily). ``end`` defaults to the
     newest ``event_timestamp`` of the offline tables (dataset time, not the wall clock).
 
     Returns:
         ``{view name: (start, end)}`` of the intervals materialized (skipped views absent).
     """
     store = get_feature_store(settings, project)
-    end_time = pd.Timestamp(end if end is not None else latest_feature_time(settings))
-    end_time = end_time.tz_localize("UTC") if end_time.tzinfo is None else end_time
+    end_time = to_utc(end if end is not None else latest_feature_time(settings))
     done: dict[str, tuple[datetime, datetime]] = {}
     views = store.list_feature_views()
     if not views:
         raise FeatureStoreError(
             f"no feature views in the registry {registry_path(settings)}; run apply first."
         )
+    tables_end = views_end(store)
     for view in views:
-        previous = view.most_recent_end_time
-        if incremental and previous is not None:
-            start = pd.Timestamp(previous)
-            start = start.tz_localize("UTC") if start.tzinfo is None else start
-        elif view.ttl is not None and view.ttl.total_seconds() > 0:
-            start = end_time - view.ttl
-        else:
-            start = EARLIEST_TIMESTAMP
+        start, continues = _interval_start(view, end_time, incremental)
         if start >= end_time:
             logger.info("materialize %s: up to date at %s", view.name, end_time)
             continue
         started = time.perf_counter()
-        store.materialize(
-            start_date=start.to_pydatetime(),
-            end_date=end_time.to_pydatetime(),
-            feature_views=[view.name],
+        kind = view_kind(view.name)
+        moved_since = start - pd.Timedelta(days=cols.RECENCY_CAP_DAYS)
+        since = moved_since if continues and kind == "user" else None
+        values = offline.values_as_of(kind, source_path(view), end_time, tables_end, since=since)
+        _write_online(store, view, values, end_time)
+        store.registry.apply_materialization(
+            view, store.project, start.to_pydatetime(), end_time.to_pydatetime()
         )
         logger.info(
-            "materialized %s over %s..%s in %.1fs",
+            "materialized %s: %d entities as of %s in %.1fs",
             view.name,
-            start,
+            len(values),
             end_time,
             time.perf_counter() - started,
         )
@@ -199,10 +304,10 @@ def historical_features(
 ) -> pd.DataFrame:
     """Point-in-time join of ``entity_df`` with the features of ``service``.
 
-    Feast's file (dask) offline store drops an entity row whose entity has feature rows
-    but none valid at its time (all later, or older than the ttl), and merges identical
-    rows. So each view is retrieved on the distinct ``(join key, event_timestamp)`` pairs
-    and joined back: a pair Feast dropped has, by that rule, no valid row, i.e. nulls.
+    For every view of the service and every distinct time of ``entity_df``, the latest
+    change row of each entity at or before that time (within the view's ttl) is read from
+    the view's parquet with DuckDB and its day-varying columns derived as of the time:
+    the value the daily snapshot definition gives, without loading the table.
 
     Args:
         store: an applied FeatureStore.
@@ -224,6 +329,7 @@ def historical_features(
         raise FeatureStoreError(
             f"feature service {service!r} is not in the registry ({error}); run apply first."
         ) from error
+    tables_end = views_end(store)
     for projection in feature_service.feature_view_projections:
         view = store.get_feature_view(projection.name)
         keys = [column.name for column in view.entity_columns]
@@ -232,12 +338,20 @@ def historical_features(
             raise FeatureStoreError(
                 f"entity_df lacks {missing}, the join key(s) of view {view.name!r}."
             )
-        refs = [f"{projection.name_to_use()}:{f.name}" for f in projection.features]
         names = [f.name for f in projection.features]
         pairs = result[[*keys, EVENT_TIMESTAMP]].drop_duplicates(ignore_index=True)
-        pairs[_ROW] = np.arange(len(pairs))
-        got = store.get_historical_features(entity_df=pairs, features=refs).to_df()
-        pairs = pairs.merge(got[[_ROW, *names]], on=_ROW, how="left").drop(columns=[_ROW])
-        result = result.merge(pairs, on=[*keys, EVENT_TIMESTAMP], how="left")
+        parts = []
+        for when, group in pairs.groupby(EVENT_TIMESTAMP, sort=True):
+            values = offline.values_as_of(
+                view_kind(view.name),
+                source_path(view),
+                pd.Timestamp(when),  # type: ignore[arg-type]
+                tables_end,
+                group[keys[0]].unique(),
+            )
+            parts.append(group.merge(values[[*keys, *names]], on=keys, how="left"))
+        empty = pairs.assign(**dict.fromkeys(names))
+        found = pd.concat(parts, ignore_index=True) if parts else empty
+        result = result.merge(found, on=[*keys, EVENT_TIMESTAMP], how="left")
     result.index = entity_df.index
     return result
