@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, clone
 
 from reelrank.exceptions import NotFittedError
-from reelrank.models.interactions import InteractionMatrix
+from reelrank.models.interactions import InteractionMatrix, cosine_neighbours
 from reelrank.models.retrieval import CandidateSource
 from reelrank.models.sources import EASESource, MatrixFactorizationSource
 from reelrank.schema import ITEM_ID, RANK, SCORE, USER_ID
@@ -117,19 +117,14 @@ class ItemKNNBaseline(_MatrixRecommender):
         if self.neighbours < 1:
             raise ValueError(f"neighbours must be >= 1, got {self.neighbours}.")
         matrix = self._index(events)
-        co = (matrix.T @ matrix).toarray()
-        norms = np.sqrt(np.diag(co))
-        similarity = co / (np.outer(norms, norms) + self.shrinkage + 1e-12)
-        np.fill_diagonal(similarity, 0.0)
-        if self.neighbours < similarity.shape[0]:
-            # Keep each item's `neighbours` most similar items (column-wise top-k).
-            cut = np.partition(similarity, -self.neighbours, axis=0)[-self.neighbours]
-            similarity[similarity < cut[np.newaxis, :]] = 0.0
-        self.similarity_ = similarity
+        # Column-wise top-k kept sparse, ties at the cut kept (cosine_neighbours).
+        self.similarity_ = cosine_neighbours(
+            matrix, self.neighbours, self.shrinkage, keep_ties=True, epsilon=1e-12
+        )
         return self
 
     def _user_scores(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.seen_[rows] @ self.similarity_)
+        return np.asarray((self.seen_[rows] @ self.similarity_).toarray())
 
 
 class SourceBaseline(BaseEstimator):

@@ -21,6 +21,8 @@ from reelrank.schema import ITEM_ID, TIMESTAMP, USER_ID
 SECONDS_PER_DAY: Final = 86_400.0
 USER_CHUNK: Final = 1024
 """Users scored per batch (bounds the dense ``(users, items)`` score blocks)."""
+SIMILARITY_BLOCK_CELLS: Final = 1 << 24
+"""Item-item cells computed at once by :func:`cosine_neighbours` (128 MB in float64)."""
 
 
 @dataclass(frozen=True)
@@ -157,3 +159,46 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     cols = cols.ravel()
     keep = np.isfinite(filled[rows, cols])
     return rows[keep], cols[keep]
+
+
+def cosine_neighbours(
+    seen: sp.csr_matrix,
+    neighbours: int,
+    shrink: float,
+    dtype: type[np.floating] = np.float64,
+    keep_ties: bool = False,
+    epsilon: float = 0.0,
+) -> sp.csr_matrix:
+    """Item-item cosine similarity ``co / (|i| |j| + shrink + epsilon)`` of a binary
+    matrix, pruned to each item's ``neighbours`` most similar items (column ``j`` holds
+    item ``j``'s neighbours; the diagonal is 0), as a sparse matrix.
+
+    Computed a block of item columns at a time (at most ``SIMILARITY_BLOCK_CELLS`` dense
+    cells), so memory is ``O(items x block + items x neighbours)`` instead of the dense
+    ``items x items``; every value equals the dense computation's. ``keep_ties`` keeps
+    every value equal to the ``neighbours``-th largest (``partition`` cut), else exactly
+    ``neighbours`` per column (``argpartition``).
+    """
+    n_items = seen.shape[1]
+    counts = np.asarray(seen.sum(axis=0), dtype=np.float64).ravel()
+    norms = np.sqrt(counts.astype(dtype))
+    by_item = seen.T.tocsr()
+    columns = seen.tocsc()
+    width = max(1, SIMILARITY_BLOCK_CELLS // max(n_items, 1))
+    blocks = []
+    for lo in range(0, n_items, width):
+        cols = np.arange(lo, min(lo + width, n_items))
+        co = (by_item @ columns[:, cols]).toarray().astype(dtype)
+        sim = co / (np.outer(norms, norms[cols]) + shrink + epsilon)
+        sim[cols, np.arange(len(cols))] = 0.0
+        if neighbours < n_items:
+            if keep_ties:
+                cut = np.partition(sim, -neighbours, axis=0)[-neighbours]
+                sim[sim < cut[np.newaxis, :]] = 0.0
+            else:
+                drop = np.argpartition(-sim, neighbours - 1, axis=0)[neighbours:, :]
+                np.put_along_axis(sim, drop, 0.0, axis=0)
+        blocks.append(sp.csc_matrix(sim))
+    if not blocks:
+        return sp.csr_matrix((n_items, n_items), dtype=dtype)
+    return sp.csr_matrix(sp.hstack(blocks, format="csc"))
