@@ -36,6 +36,10 @@ from reelrank.training.crossval import RecommenderLike
 logger = logging.getLogger(__name__)
 
 INNER_VALIDATION_FRACTION: Final = 0.2
+TUNING_MAX_USERS: Final = 5_000
+"""At scale the grid (some thirty fits) is tuned on the whole histories of this many users of
+the first fold's training part, drawn at random with the run's seed; with fewer users
+(MovieLens-100K, the default synthetic world) every user is used."""
 Progress = Callable[[str], None]
 
 
@@ -109,8 +113,10 @@ def tune_ladder(
     rungs: Sequence[Rung] = LADDER,
     progress: Progress | None = None,
 ) -> Tuning:
-    """Choose every rung's hyperparameters on the inner split of ``first_fold.train``."""
-    inner = temporal_holdout(first_fold.train, test_fraction=INNER_VALIDATION_FRACTION)
+    """Choose every rung's hyperparameters on the inner split of ``first_fold.train`` (of
+    at most ``TUNING_MAX_USERS`` users' histories)."""
+    train = sample_users(first_fold.train, TUNING_MAX_USERS, seed)
+    inner = temporal_holdout(train, test_fraction=INNER_VALIDATION_FRACTION)
     relevant = build_relevant(inner.train, inner.test)
     users = np.sort(relevant[USER_ID].unique())
     key = metric_key(NDCG, k)
@@ -133,6 +139,15 @@ def tune_ladder(
         _text(chosen[row["model"]]) == row["params"] for _, row in trials.iterrows()
     ]
     return Tuning(chosen, trials)
+
+
+def sample_users(events: pd.DataFrame, max_users: int, seed: int) -> pd.DataFrame:
+    """The events of at most ``max_users`` users drawn at random (all of them when fewer)."""
+    users = np.unique(events[USER_ID].to_numpy(dtype=np.int64))
+    if len(users) <= max_users:
+        return events
+    chosen = np.random.default_rng(seed).choice(users, max_users, replace=False)
+    return events[events[USER_ID].isin(chosen)]
 
 
 def ladder_factories(

@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from reelrank.config import Settings
 from reelrank.evaluation.metrics import NDCG, metric_key
@@ -36,7 +36,7 @@ from reelrank.registry.aliases import Alias
 from reelrank.registry.gate import Difference, PromotionDecision, decide_promotion
 from reelrank.registry.models import RegisteredVersion, load_recommender, register
 from reelrank.registry.store import configure
-from reelrank.schema import Dataset
+from reelrank.schema import USER_ID, Dataset
 from reelrank.training import tracking
 from reelrank.training.config import (
     BASELINES,
@@ -48,7 +48,7 @@ from reelrank.training.config import (
 )
 from reelrank.training.crossval import CVResult, ModelFactory, cross_validate
 from reelrank.training.diagnostics import Diagnostics, run_diagnostics
-from reelrank.training.ladder import Tuning, ladder_factories, tune_ladder
+from reelrank.training.ladder import Tuning, ladder_factories, sample_users, tune_ladder
 from reelrank.training.report import RunReport, RunSummary
 from reelrank.training.tracking import TrainingRun
 
@@ -115,6 +115,13 @@ def _difference(cv: CVResult, reference: str, seed: int) -> Difference:
     return Difference(reference=reference, mean=result.mean_diff, low=result.low, high=result.high)
 
 
+EVALUATION_MAX_USERS: Final = 20_000
+"""Cross-validation, the ladder's tuning and the diagnostics judge models on the whole
+histories of at most this many users, drawn at random with the run's seed when the lake has
+more (the paired bootstrap needs thousands of users, not millions); the model that ships is
+fitted on every event. MovieLens-100K and the default synthetic world are used whole."""
+
+
 @dataclass(frozen=True)
 class EvaluationPlan:
     """What every fold is scored with: the time folds, the tuned ladder, the model factories."""
@@ -130,8 +137,15 @@ def plan_evaluation(
     incumbent: Recommender | None = None,
     progress: Progress | None = None,
 ) -> EvaluationPlan:
-    """The time folds, and the ladder tuned on the first fold's training part."""
-    folds = rolling_origin_folds(dataset.events, n_folds=config.n_folds)
+    """The time folds (of at most ``EVALUATION_MAX_USERS`` users' histories), and the
+    ladder tuned on the first fold's training part."""
+    events = sample_users(dataset.events, EVALUATION_MAX_USERS, config.seed)
+    if progress and len(events) < len(dataset.events):
+        progress(
+            f"evaluating on the histories of {events[USER_ID].nunique():,} users drawn at "
+            f"random (seed {config.seed}): {len(events):,} of {len(dataset.events):,} events"
+        )
+    folds = rolling_origin_folds(events, n_folds=config.n_folds)
     tuning = tune_ladder(dataset, folds[0], config.k, config.seed, progress=progress)
     baselines = ladder_factories(tuning, config.seed)
     return EvaluationPlan(list(folds), tuning, model_factories(config, baselines, incumbent))

@@ -12,7 +12,14 @@ from reelrank.models.baselines import ease_baseline
 from reelrank.schema import USER_ID, Dataset
 from reelrank.training.config import BASELINES, TrainConfig
 from reelrank.training.crossval import cross_validate
-from reelrank.training.ladder import LADDER, LADDER_LABELS, Rung, ladder_factories, tune_ladder
+from reelrank.training.ladder import (
+    LADDER,
+    LADDER_LABELS,
+    Rung,
+    ladder_factories,
+    sample_users,
+    tune_ladder,
+)
 from tests.model.worlds import make_genre_world
 
 
@@ -39,6 +46,18 @@ def test_tuning_chooses_from_the_grid_without_touching_a_test_fold() -> None:
     assert len(chosen) == 1
     assert chosen["ndcg_at_10"].iloc[0] == ease["ndcg_at_10"].max()
     assert json.loads(chosen["params"].iloc[0]) == tuning.chosen["ease"]
+
+
+def test_tuning_at_scale_uses_whole_histories_of_a_seeded_user_sample() -> None:
+    events = small_dataset().events
+    assert sample_users(events, 10_000, seed=0) is events  # few users: all of them
+    sample = sample_users(events, 30, seed=0)
+    users = sample[USER_ID].unique()
+    assert len(users) == 30
+    whole = events[events[USER_ID].isin(users)]
+    assert sample.equals(whole)  # every event of each chosen user, in order
+    assert sample_users(events, 30, seed=0).equals(sample)
+    assert not sample_users(events, 30, seed=1).equals(sample)
 
 
 def test_tuned_baselines_enter_cross_validation_with_their_params() -> None:
