@@ -30,7 +30,8 @@ install: $(STAMP) ## Create .venv and install the project from the lock file
 run: $(STAMP) ## Run the whole pipeline (DATASET=ml-100k|ml-1m|synthetic, SOURCE=path/to/zip)
 	$(BIN)/reelrank run --dataset $(DATASET) $(if $(SOURCE),--source $(SOURCE)) $(RUN_ARGS)
 
-test: $(STAMP) ## Run the test suite
+test: $(STAMP) ## Run the test suite (installs promtool from Debian's packages when it can)
+	@scripts/system_tools.sh
 	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(STAMP) ## ruff check + format check + the import contracts (import-linter)
