@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from reelrank.experiments.config import Experiment, GreedyPolicy, PolicyConfig
+
 Environment = Literal["development", "test", "production"]
 OnlineStoreKind = Literal["sqlite", "redis"]
 DatasetName = Literal["ml-100k", "ml-1m", "synthetic"]
@@ -46,6 +48,10 @@ class Settings(BaseSettings):
     )
     reports_dir: Path | None = Field(
         default=None, description="Run outputs read by `reelrank report` (data_dir/reports)."
+    )
+    impressions_dir: Path | None = Field(
+        default=None,
+        description="Append-only served-slate (impression) logs of the API (data_dir/impressions).",
     )
 
     dataset: DatasetName = Field(default="ml-100k", description="Default dataset for `run`.")
@@ -93,6 +99,29 @@ class Settings(BaseSettings):
         "LRU.",
     )
 
+    log_impressions: bool = Field(
+        default=True, description="Append every served slate to the impression log."
+    )
+    impression_queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Served slates waiting for the impression log's writer thread; when full, "
+        "slates are dropped and counted (reelrank_impressions_dropped_total), never waited for.",
+    )
+    policy: PolicyConfig = Field(
+        default_factory=GreedyPolicy,
+        description='How a slate is chosen from the ranked candidates, as JSON: {"kind": '
+        '"greedy"} (default), {"kind": "epsilon", "epsilon": 0.1, "pool": 20} or {"kind": '
+        '"plackett-luce", "temperature": 1.0, "pool": 20} (reelrank/experiments/config.py).',
+    )
+    experiment: Experiment | None = Field(
+        default=None,
+        description='The running experiment, as JSON: {"name", "design": "ab", "salt", "arms": '
+        '[{"name", "alias" or "version", "weight", "policy"?}, ...]} '
+        "(reelrank/experiments/config.py); none by default.",
+    )
+
     plugins: str = Field(
         default="",
         description="Comma-separated modules the CLI imports first (they register retrieval "
@@ -110,6 +139,7 @@ class Settings(BaseSettings):
             "feast_dir": base / "feast",
             "feedback_dir": base / "feedback",
             "reports_dir": base / "reports",
+            "impressions_dir": base / "impressions",
         }
         for name, default in defaults.items():
             if getattr(self, name) is None:
@@ -158,6 +188,11 @@ class Settings(BaseSettings):
     def reports_path(self) -> Path:
         assert self.reports_dir is not None
         return self.reports_dir
+
+    @property
+    def impressions_path(self) -> Path:
+        assert self.impressions_dir is not None
+        return self.impressions_dir
 
     @property
     def plugin_modules(self) -> list[str]:

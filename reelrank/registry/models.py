@@ -79,3 +79,26 @@ def load_recommender(settings: Settings, alias: str = Alias.CHAMPION) -> tuple[R
     model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{alias}")
     recommender: Recommender = model.unwrap_python_model().recommender
     return recommender, version
+
+
+def load_recommender_version(settings: Settings, version: str) -> tuple[Recommender, Any]:
+    """Load the native Recommender of registered version ``version``.
+
+    Raises:
+        ModelNotFoundError: the registry has no such version.
+    """
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    configure(settings)
+    try:
+        found = client().get_model_version(settings.model_name, str(version))
+    except MlflowException:
+        raise ModelNotFoundError(
+            f"No version {version} of model '{settings.model_name}' in the MLflow registry at "
+            f"{settings.tracking_uri}; name an existing version (or an alias) in "
+            "REELRANK_EXPERIMENT."
+        ) from None
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+    recommender: Recommender = model.unwrap_python_model().recommender
+    return recommender, found

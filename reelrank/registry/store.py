@@ -37,3 +37,34 @@ def client() -> MlflowClient:
     from mlflow import MlflowClient
 
     return MlflowClient()
+
+
+def relocate_store(database: Path, old_root: Path, new_root: Path) -> int:
+    """Point a copied SQLite MLflow store at its copy's artifacts; returns the cells changed.
+
+    A local store records absolute artifact locations (experiments, runs, registered
+    versions, logged models under ``<data_dir>/mlartifacts``). After a data dir is copied,
+    its store still names the original's, and training in the copy would write artifacts
+    into the original. Every text cell naming ``old_root`` is rewritten to ``new_root``.
+    """
+    import sqlite3
+
+    old, new = str(Path(old_root).resolve()), str(Path(new_root).resolve())
+    changed = 0
+    with sqlite3.connect(database) as connection:
+        tables = [
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
+        for table in tables:
+            columns = connection.execute(f'PRAGMA table_info("{table}")').fetchall()
+            for column in (
+                c[1] for c in columns if "CHAR" in c[2].upper() or "TEXT" in c[2].upper()
+            ):
+                cursor = connection.execute(
+                    f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                    f'WHERE instr("{column}", ?) > 0',
+                    (old, new, old),
+                )
+                changed += cursor.rowcount
+    return changed
