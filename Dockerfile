@@ -30,10 +30,10 @@ RUN python -m venv /opt/venv && pip install --upgrade "pip>=24"
 WORKDIR /src
 
 # Dependency layer: rebuilt only when the lock file or the dependency list changes.
-# Installs the runtime dependencies of pyproject.toml (not the dev extras), each
-# pinned by requirements.lock.
+# Installs the runtime dependencies of pyproject.toml and its ray extra (the ray-head and
+# ray-worker services run this image), not the dev extras, each pinned by requirements.lock.
 COPY requirements.lock pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/runtime-requirements.txt', 'w').write(chr(10).join(deps) + chr(10))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; deps = p['dependencies'] + p['optional-dependencies']['ray']; open('/tmp/runtime-requirements.txt', 'w').write(chr(10).join(deps) + chr(10))" \
     && pip install -c requirements.lock -r /tmp/runtime-requirements.txt
 
 # Project layer: the code changes often, the dependencies above stay cached.

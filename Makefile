@@ -12,6 +12,7 @@ LOCK := requirements.lock
 DATASET ?= ml-100k
 SOURCE ?=
 RUN_ARGS ?=
+RAY ?=
 
 .PHONY: help install run test lint typecheck format lock clean benchmark report serve up down up-local down-local audit
 
@@ -71,8 +72,8 @@ up: ## Bring the production topology up with Docker Compose (needs a Docker engi
 down: ## Stop the Docker Compose stack
 	docker compose down
 
-up-local: $(STAMP) ## The same services as local processes (Postgres, Redis running); RUN_ARGS for `reelrank run`
-	$(PY) scripts/local_stack.py up $(if $(RUN_ARGS),--run-args "$(RUN_ARGS)")
+up-local: $(STAMP) ## The same services as local processes (Postgres, Redis running); RUN_ARGS for `reelrank run`, RAY=1 adds the Ray cluster
+	$(PY) scripts/local_stack.py up $(if $(RUN_ARGS),--run-args "$(RUN_ARGS)") $(if $(RAY),--ray)
 
 down-local: $(STAMP) ## Stop the local-process stack
 	$(PY) scripts/local_stack.py down

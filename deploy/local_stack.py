@@ -594,6 +594,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-pipeline", action="store_true", help="skip `reelrank run`")
     up.add_argument("--no-api", action="store_true", help="skip `reelrank serve`")
     up.add_argument("--worker", action="store_true", help="also deploy and start the worker")
+    up.add_argument(
+        "--ray",
+        action="store_true",
+        help="also start the Ray head and worker; the pipeline and worker then use the Ray engine",
+    )
     subs["down"].add_argument("--drop-databases", action="store_true")
     subs["down"].add_argument("--flush-redis", action="store_true")
     return parser
@@ -609,6 +614,7 @@ def _config_from(args: argparse.Namespace) -> StackConfig:
         run_pipeline=not args.no_pipeline,
         serve_api=not args.no_api,
         start_worker=args.worker,
+        start_ray=args.ray,
     )
 
 

@@ -70,7 +70,8 @@ class StackConfig:
         run_args: extra arguments of ``reelrank run`` (e.g. a small synthetic world:
             ``("--users", "300", "--items", "200", "--folds", "2")``).
         api_key: admin key of the API; a random one is generated when None.
-        run_pipeline / start_worker / serve_api: which optional services run (ENABLED_BY).
+        run_pipeline / start_worker / serve_api / start_ray: which optional services run
+            (ENABLED_BY); with start_ray the pipeline and the worker use the Ray engine.
         startup_timeout_s: budget for each server to pass its healthcheck.
         pipeline_timeout_s: budget for each service that runs once (``reelrank run``).
         bin_dir: where the mlflow, prefect and reelrank executables are (this venv).
@@ -99,6 +100,7 @@ class StackConfig:
     run_pipeline: bool = True
     start_worker: bool = False
     serve_api: bool = True
+    start_ray: bool = False
     work_pool: str = "reelrank-local"
     pipeline_cron: str = "0 3 * * *"
     startup_timeout_s: float = 240.0
@@ -170,6 +172,7 @@ VARIABLES: Mapping[str, Callable[[StackConfig], str]] = {
     "MLFLOW_HOST_PORT": lambda c: str(c.mlflow_port),
     "PREFECT_HOST_PORT": lambda c: str(c.prefect_port),
     "API_HOST_PORT": lambda c: str(c.api_port),
+    "REELRANK_ENGINE": lambda c: "ray" if c.start_ray else "local",
 }
 #: StackConfig field holding a service's port here; unlisted services keep their port.
 LOCAL_PORTS: Mapping[str, str] = {
@@ -178,8 +181,13 @@ LOCAL_PORTS: Mapping[str, str] = {
     "prefect-worker": "worker_port",
     "api": "api_port",
 }
-#: Option values changed here: one MLflow server worker is enough on a small machine.
-OPTION_OVERRIDES: Mapping[str, Mapping[str, str]] = {"mlflow": {"--workers": "1"}}
+#: Option values changed here: one MLflow server worker is enough on a small machine, and
+#: the two Ray nodes share its cores (one CPU each, a smaller object store).
+OPTION_OVERRIDES: Mapping[str, Mapping[str, str]] = {
+    "mlflow": {"--workers": "1"},
+    "ray-head": {"--num-cpus": "1", "--object-store-memory": "250000000"},
+    "ray-worker": {"--num-cpus": "1", "--object-store-memory": "250000000"},
+}
 #: StackConfig field whose arguments are appended to a service's command.
 EXTRA_ARGS: Mapping[str, str] = {"pipeline": "run_args"}
 #: StackConfig flag that switches a service on (unlisted services always run).
@@ -187,6 +195,8 @@ ENABLED_BY: Mapping[str, str] = {
     "pipeline": "run_pipeline",
     "prefect-worker": "start_worker",
     "api": "serve_api",
+    "ray-head": "start_ray",
+    "ray-worker": "start_ray",
 }
 #: The service whose environment ``env`` prints and ``Stack.env`` holds (the fullest one).
 SHELL_ENV_SERVICE = "api"

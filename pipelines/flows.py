@@ -6,6 +6,13 @@ re-run the tasks before it; retries only on I/O (download, Feast registry and on
 store writes, MLflow logging and registration). With no ``PREFECT_API_URL`` Prefect runs
 the flows against a temporary local server; with one set, that server records the runs
 (the docker-compose and ``make up-local`` setups).
+
+The engine (``REELRANK_ENGINE``, :mod:`reelrank.engines`) decides where the parallel
+tasks run: one per cross-validation fold and one per feature table. Locally they run one
+after the other in this process; under ``ray`` the features and training subflows run on
+Prefect's ``RayTaskRunner`` (prefect-ray) connected to ``REELRANK_RAY_ADDRESS`` and those
+tasks are submitted to the cluster together, while the I/O tasks stay in the flow's
+process (Feast's Ray offline store and compute engine reach the cluster from there).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
@@ -26,8 +33,9 @@ if TYPE_CHECKING:
     from reelrank.data.synthetic import GroundTruth
     from reelrank.models.recommender import Recommender
     from reelrank.schema import Dataset
+    from reelrank.training.crossval import FoldResult
     from reelrank.training.report import RunReport
-    from reelrank.training.steps import Evaluation, Registration
+    from reelrank.training.steps import Evaluation, EvaluationPlan, Registration
     from reelrank.training.tracking import TrainingRun
 
 IO_RETRIES: Final = 3
@@ -38,6 +46,36 @@ DEPLOYMENT_NAME: Final = "nightly-retrain"
 def io_task(name: str) -> Any:
     """A task that talks to a store or a server (retried); compute tasks are never retried."""
     return task(name=name, cache_policy=NONE, retries=IO_RETRIES, retry_delay_seconds=RETRY_DELAYS)
+
+
+# ---------------------------------------------------------------------------- engine
+FlowT = TypeVar("FlowT")
+
+
+def on_engine(subflow: FlowT) -> FlowT:
+    """``subflow`` on the engine's task runner: itself locally, on RayTaskRunner under ray."""
+    from reelrank.engines import ray_address, uses_ray
+
+    settings = get_settings()
+    if not uses_ray(settings):
+        return subflow
+    from prefect_ray import RayTaskRunner
+
+    from reelrank.engines.ray_cluster import init_kwargs
+
+    runner = RayTaskRunner(address=ray_address(settings), init_kwargs=init_kwargs(settings))
+    return subflow.with_options(task_runner=runner)  # type: ignore[attr-defined]
+
+
+def run_parallel(parallel_task: Any, arguments: list[tuple[Any, ...]]) -> list[Any]:
+    """``parallel_task`` once per argument tuple: submitted together to the cluster under the
+    Ray engine, one after the other in this process locally; results in argument order."""
+    from reelrank.engines import uses_ray
+
+    if not uses_ray(get_settings()):
+        return [parallel_task(*args) for args in arguments]
+    futures = [parallel_task.submit(*args) for args in arguments]
+    return [future.result() for future in futures]
 
 
 # ------------------------------------------------------------------------------ data
@@ -76,21 +114,35 @@ def data_flow(
 
 
 # -------------------------------------------------------------------------- features
-@task(name="build-features", cache_policy=NONE)
-def build_features_task() -> dict[str, Any]:
-    """Point-in-time change-row tables from the lake -> offline parquet, block by block
-    (bounded memory), published together (both or neither)."""
+FeatureTable = Literal["user", "item"]
+
+
+@task(name="build-feature-table", cache_policy=NONE)
+def build_feature_table_task(table: FeatureTable) -> dict[str, Any]:
+    """One point-in-time change-row table from the lake, written beside its target in
+    blocks (bounded memory; the tables are built in parallel); returns its figures."""
+    from dataclasses import asdict
+
     from reelrank.data.ingest import read_lake
-    from reelrank.features.feast.store import write_feature_tables
+    from reelrank.features.feast.store import stage_feature_table
 
     settings = get_settings()
-    users, items = write_feature_tables(read_lake(settings.lake_path), settings)
+    stats = stage_feature_table(table, read_lake(settings.lake_path), settings)
+    return {**asdict(stats), "path": str(stats.path)}
+
+
+@task(name="write-features", cache_policy=NONE)
+def write_features_task(users: dict[str, Any], items: dict[str, Any]) -> dict[str, Any]:
+    """Both staged tables -> the offline parquet, published together (both or neither)."""
+    from reelrank.features.feast.store import publish_feature_tables
+
+    user_path, item_path = publish_feature_tables(get_settings())
     stats = {
-        "user_rows": users.rows,
-        "item_rows": items.rows,
-        "from": min(users.first, items.first),
-        "to": max(users.last, items.last),
-        "paths": [str(users.path), str(items.path)],
+        "user_rows": users["rows"],
+        "item_rows": items["rows"],
+        "from": min(users["first"], items["first"]),
+        "to": max(users["last"], items["last"]),
+        "paths": [str(user_path), str(item_path)],
     }
     get_run_logger().info("features: %(user_rows)d user rows, %(item_rows)d item rows", stats)
     return stats
@@ -123,7 +175,8 @@ def materialize_task(incremental: bool = True) -> dict[str, list[str]]:
 @flow(name="reelrank-features")
 def features_flow(incremental: bool = True) -> dict[str, Any]:
     """Build features -> feast apply -> materialize (incremental after the first run)."""
-    stats = build_features_task()
+    users, items = run_parallel(build_feature_table_task, [("user",), ("item",)])
+    stats = write_features_task(users, items)
     feast_apply_task()
     stats["materialized"] = materialize_task(incremental)
     return stats
@@ -168,15 +221,48 @@ def incumbent_task() -> Recommender | None:
     return incumbent(get_settings())
 
 
-@task(name="cross-validate", cache_policy=NONE)
-def cross_validate_task(
+@task(name="plan-evaluation", cache_policy=NONE)
+def plan_evaluation_task(
+    data: TrainingData, config: TrainConfig, incumbent: Recommender | None
+) -> EvaluationPlan:
+    """Time folds and the models every fold scores (the ladder tuned on the first fold)."""
+    from reelrank.training.steps import plan_evaluation
+
+    return plan_evaluation(data.dataset, config, incumbent, get_run_logger().info)
+
+
+@task(name="score-fold", cache_policy=NONE)
+def score_fold_task(plan: EvaluationPlan, data: TrainingData, fold: int, k: int) -> FoldResult:
+    """Every model fitted and judged on one fold (the folds run in parallel; no I/O)."""
+    from reelrank.training.crossval import score_fold
+
+    n_folds = len(plan.folds)
+    progress = get_run_logger().info
+    return score_fold(
+        plan.factories, data.dataset, plan.folds[fold], k, data.truth, progress, n_folds
+    )
+
+
+@task(name="conclude-evaluation", cache_policy=NONE)
+def conclude_evaluation_task(
+    plan: EvaluationPlan, folds: list[FoldResult], data: TrainingData, config: TrainConfig
+) -> Evaluation:
+    """The folds combined, the gate's differences and the diagnostics (no I/O)."""
+    from reelrank.training.crossval import combine
+    from reelrank.training.steps import conclude_evaluation
+
+    cv = combine(folds, config.k)
+    return conclude_evaluation(plan, cv, data.dataset, config, get_run_logger().info)
+
+
+def cross_validate(
     data: TrainingData, config: TrainConfig, incumbent: Recommender | None
 ) -> Evaluation:
-    """Time folds, baselines, the gate's differences and the diagnostics (no I/O)."""
-    from reelrank.training.steps import evaluate
-
-    logger = get_run_logger()
-    return evaluate(data.dataset, config, incumbent, data.truth, logger.info)
+    """Plan, one ``score-fold`` task per fold (in parallel under the Ray engine), conclude."""
+    plan = plan_evaluation_task(data, config, incumbent)
+    arguments = [(plan, data, fold, config.k) for fold in range(len(plan.folds))]
+    folds = run_parallel(score_fold_task, arguments)
+    return conclude_evaluation_task(plan, folds, data, config)
 
 
 @io_task(name="log-evaluation")
@@ -236,7 +322,7 @@ def train_flow(
     config = TrainConfig(**(config_fields or {}))
     data = load_lake_task()
     run = start_run_task(config, data)
-    evaluation = cross_validate_task(data, config, incumbent_task())
+    evaluation = cross_validate(data, config, incumbent_task())
     log_evaluation_task(run, evaluation, config)
     model = final_fit_task(data, config, use_feast)
     registration = register_task(run, model, evaluation, config)
@@ -259,9 +345,9 @@ def reelrank_pipeline(
 ) -> dict[str, Any]:
     """The whole offline path: data -> features -> train, as subflows."""
     result: dict[str, Any] = {"data": data_flow(dataset, source, synthetic)}
-    result["features"] = features_flow()
+    result["features"] = on_engine(features_flow)()
     if train:
-        result["train"] = train_flow({"dataset": dataset, **(train_config or {})})
+        result["train"] = on_engine(train_flow)({"dataset": dataset, **(train_config or {})})
     return result
 
 

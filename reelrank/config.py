@@ -19,6 +19,7 @@ from reelrank.experiments.config import Experiment, GreedyPolicy, PolicyConfig
 Environment = Literal["development", "test", "production"]
 OnlineStoreKind = Literal["sqlite", "redis"]
 DatasetName = Literal["ml-100k", "ml-1m", "synthetic"]
+EngineKind = Literal["local", "ray"]
 
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "secret", "password"})
 
@@ -61,6 +62,22 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", description="Redis URL when online_store=redis."
+    )
+
+    engine: EngineKind = Field(
+        default="local",
+        description="Where the pipeline's parallel work runs: local (this process) or ray "
+        "(Prefect's RayTaskRunner, Feast's Ray offline store and compute engine, Ray Data).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="The Ray cluster of engine=ray, host:port of its head (ray start --head); "
+        "required then: ReelRank never starts a cluster of its own.",
+    )
+    serve_precomputed: bool = Field(
+        default=False,
+        description="Answer from the top-k table `reelrank batch-recommend` wrote, when it "
+        "holds the user for the served model version and k; the online path otherwise.",
     )
 
     mlflow_tracking_uri: str | None = Field(

@@ -23,3 +23,7 @@ class ModelNotFoundError(ReelRankError):
 
 class NotFittedError(ReelRankError, ValueError, AttributeError):
     """A model was used before ``fit``."""
+
+
+class EngineError(ReelRankError):
+    """The chosen engine cannot run: no cluster address, or the cluster is unreachable."""

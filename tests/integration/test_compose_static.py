@@ -61,6 +61,8 @@ EXPECTED_SERVICES = {
     "api",
     "prometheus",
     "grafana",
+    "ray-head",
+    "ray-worker",
 }
 ONE_SHOT_SERVICES = {"pipeline"}
 APP_SERVICES = ("pipeline", "prefect-worker", "api")  # run ReelRank code
@@ -71,6 +73,7 @@ KNOWN_TOOL_COMMANDS = {
     ("prefect", "work-pool", "create"),
     ("prefect", "worker", "start"),
     ("mlflow", "server"),
+    ("ray", "start"),
 }
 
 # ---------------------------------------------------------------------------
@@ -515,7 +518,7 @@ def test_every_tool_command_exists_with_its_options(
 ) -> None:
     uses = []
     for name, argv in all_commands(services):
-        if argv[0] in {"prefect", "mlflow", "reelrank"}:
+        if argv[0] in {"prefect", "mlflow", "reelrank", "ray"}:
             known = [k for k in KNOWN_TOOL_COMMANDS if tuple(argv[: len(k)]) == k]
             assert known or argv[0] == "reelrank", f"{name}: unexpected command {argv}"
             if known and max(known, key=len) == tool:
@@ -723,7 +726,7 @@ def test_dockerignore_keeps_data_venvs_caches_and_secrets_out() -> None:
 KEY = {"REELRANK_API_KEY": "k" * 32}
 #: A compose hostname (with a port or credentials), a container path or a bind-all
 #: address left in a translated value.
-_HOSTS = "postgres|redis|mlflow|prefect-server|prefect-worker|pipeline|api"
+_HOSTS = "postgres|redis|mlflow|prefect-server|prefect-worker|pipeline|api|ray-head|ray-worker"
 COMPOSE_ONLY = re.compile(
     rf"(?<![\w.-])(?:{_HOSTS}):\d|(?:://|@)(?:{_HOSTS})(?![\w@-])"
     r"|(?<![\w./-])/(?:data|mlartifacts)(?![\w.-])|0\.0\.0\.0"
@@ -742,6 +745,7 @@ def local_config(tmp_path: Path, **overrides: Any) -> StackConfig:
         "mlflow_db": "t_mlflow",
         "prefect_db": "t_prefect",
         "start_worker": True,
+        "start_ray": True,
     }
     return StackConfig(**(values | overrides))
 
@@ -808,7 +812,8 @@ def test_start_order_and_readiness_come_from_depends_on_and_healthchecks(
     services: dict[str, Any], local_plan: topology.Plan
 ) -> None:
     assert local_plan.waves == (
-        ("mlflow", "prefect-server"),
+        ("mlflow", "prefect-server", "ray-head"),
+        ("ray-worker",),
         ("pipeline", "prefect-worker"),
         ("api",),
     )
@@ -824,8 +829,33 @@ def test_start_order_and_readiness_come_from_depends_on_and_healthchecks(
         "pipeline": None,
         "prefect-worker": "http://127.0.0.1:18080/health",
         "api": "http://127.0.0.1:18000/ready",
+        "ray-head": None,
+        "ray-worker": None,
     }
+    ray_status = ("ray", "status", "--address", "127.0.0.1:6380")
+    assert local_plan.services["ray-head"].health_argv == ray_status
+    assert local_plan.services["ray-worker"].health_argv == ray_status
     assert [n for n, s in local_plan.services.items() if s.one_shot] == ["pipeline"]
+
+
+def test_the_ray_services_run_here_bounded_and_switch_the_engine(
+    raw_compose: dict[str, Any], tmp_path: Path
+) -> None:
+    with_ray = topology.plan(local_config(tmp_path), raw_compose, KEY)
+    head, worker = with_ray.services["ray-head"], with_ray.services["ray-worker"]
+    assert head.argv[:4] == ("ray", "start", "--head", "--block")
+    assert worker.argv[:5] == ("ray", "start", "--block", "--address", "127.0.0.1:6380")
+    for node in (head, worker):  # two nodes share this machine's cores (OPTION_OVERRIDES)
+        assert option_value(list(node.argv), "--num-cpus") == "1"
+        assert int(option_value(list(node.argv), "--object-store-memory")) <= 500_000_000
+    assert option_value(list(head.argv), "--include-dashboard") == "false"
+    for name in ("pipeline", "prefect-worker"):
+        env = with_ray.services[name].env
+        assert (env["REELRANK_ENGINE"], env["REELRANK_RAY_ADDRESS"]) == ("ray", "127.0.0.1:6380")
+    without = topology.plan(local_config(tmp_path, start_ray=False), raw_compose, KEY)
+    assert {"ray-head", "ray-worker"} <= set(without.skipped)
+    assert without.services["pipeline"].env["REELRANK_ENGINE"] == "local"
+    assert without.waves[0] == ("mlflow", "prefect-server")
 
 
 def test_flags_switch_optional_services_and_extend_the_pipeline(
@@ -834,7 +864,7 @@ def test_flags_switch_optional_services_and_extend_the_pipeline(
     default = topology.plan(local_config(tmp_path, start_worker=False), raw_compose, KEY)
     assert "prefect-worker" in default.skipped
     assert "prefect-worker" not in default.services
-    quick = local_config(tmp_path, run_pipeline=False, start_worker=False)
+    quick = local_config(tmp_path, run_pipeline=False, start_worker=False, start_ray=False)
     no_pipeline = topology.plan(quick, raw_compose, KEY)
     assert "pipeline" in no_pipeline.skipped
     assert no_pipeline.waves == (("mlflow", "prefect-server"), ("api",))
@@ -973,7 +1003,7 @@ def test_every_command_line_flag_reaches_the_config(tmp_path: Path) -> None:
         "--dataset", "ml-100k", "--model-name", "mm", "--work-pool", "wp",
         "--pipeline-cron", "1 2 * * *", "--bin-dir", str(tmp_path), "--compose-file",
         str(compose_file), "--run-args", "--users 300 --folds 2", "--startup-timeout", "7",
-        "--pipeline-timeout", "8", "--no-pipeline", "--no-api", "--worker",
+        "--pipeline-timeout", "8", "--no-pipeline", "--no-api", "--worker", "--ray",
     ]  # fmt: skip
     config = _config_from(_parser().parse_args(argv))
     assert config == StackConfig(
@@ -983,7 +1013,7 @@ def test_every_command_line_flag_reaches_the_config(tmp_path: Path) -> None:
         dataset="ml-100k", model_name="mm", work_pool="wp", pipeline_cron="1 2 * * *",
         bin_dir=tmp_path, compose_file=compose_file, run_args=("--users", "300", "--folds", "2"),
         startup_timeout_s=7.0, pipeline_timeout_s=8.0, run_pipeline=False, serve_api=False,
-        start_worker=True,
+        start_worker=True, start_ray=True,
     )  # fmt: skip
     defaults = _config_from(_parser().parse_args(["up"]))
     assert defaults == StackConfig()

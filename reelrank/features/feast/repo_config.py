@@ -37,6 +37,8 @@ FEAST_REPO_DIR: Final = Path(__file__).resolve().parents[3] / "feature_repo"
 """The Feast repo (``feature_repo/`` at the project root)."""
 PROJECT_ROOT: Final = FEAST_REPO_DIR.parent
 ENTITY_KEY_SERIALIZATION_VERSION: Final = 3
+RAY_STAGING_DIR: Final = "ray-staging"
+"""Under ``feast_path``: where the Ray offline store stages retrieval results."""
 
 
 def _anchor(path: Path, root: Path | None) -> Path:
@@ -89,6 +91,28 @@ def online_store_config(
     return SqliteOnlineStoreConfig(path=str(sqlite_path(settings, root)))
 
 
+def offline_store_config(settings: Settings) -> dict[str, Any]:
+    """Feast's file offline store, or its Ray offline store under the Ray engine.
+
+    The Ray store reads the same parquet files (``FileSource``) with Ray Data on the
+    cluster at ``REELRANK_RAY_ADDRESS``, for historical retrieval and for the reads of
+    materialization, staging its results under ``<feast_path>/ray-staging`` (a path every
+    node must see, like the lake). Materialization keeps Feast's in-process batch engine:
+    its Ray compute engine filters rows by the wall clock's ttl, which drops every row of
+    a dataset in the past (design_docs/adr/0009-ray-engine.md).
+    """
+    if settings.engine != "ray":
+        return {"type": "file"}
+    from reelrank.engines import ray_address
+
+    return {
+        "type": "ray",
+        "ray_address": ray_address(settings),
+        "storage_path": str(_anchor(settings.feast_path, None) / RAY_STAGING_DIR),
+        "enable_ray_logging": False,
+    }
+
+
 def repo_config(settings: Settings, project: str = PROJECT) -> RepoConfig:
     """A complete RepoConfig for ``settings`` (absolute paths; no yaml read)."""
     from feast import RepoConfig
@@ -101,7 +125,7 @@ def repo_config(settings: Settings, project: str = PROJECT) -> RepoConfig:
             registry_type="file", path=str(registry_path(settings)), cache_ttl_seconds=60
         ),
         online_store=online_store_config(settings),
-        offline_store={"type": "file"},
+        offline_store=offline_store_config(settings),
         entity_key_serialization_version=ENTITY_KEY_SERIALIZATION_VERSION,
         repo_path=FEAST_REPO_DIR,
     )

@@ -55,7 +55,7 @@ logger = logging.getLogger(__name__)
 
 ONLINE_WRITE_ROWS: Final = 10_000
 """Entities written to the online store per call (bounds the protos Feast builds at once)."""
-_STORES: dict[tuple[str, str, str], FeatureStore] = {}
+_STORES: dict[tuple[str, str, str, str], FeatureStore] = {}
 _STORES_LOCK = threading.Lock()
 
 
@@ -151,7 +151,8 @@ def write_feature_tables(dataset: Dataset, settings: Settings) -> list[offline.T
 
 def get_feature_store(settings: Settings, project: str = PROJECT) -> FeatureStore:
     """The FeatureStore for these settings (one per process and configuration, reused)."""
-    key = (str(registry_path(settings)), repr(online_store_config(settings)), project)
+    engine = f"{settings.engine}:{settings.ray_address}"  # the offline store and batch engine
+    key = (str(registry_path(settings)), repr(online_store_config(settings)), project, engine)
     with _STORES_LOCK:
         store = _STORES.get(key)
         if store is None:
