@@ -244,12 +244,17 @@ def _expand(
     return np.repeat(entity.astype("int64"), lengths), snap
 
 
+def _unique(keys: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (a sort: numpy's hashed ``unique`` is slower on int64 keys)."""
+    keys = np.sort(keys)
+    return keys[np.r_[True, keys[1:] != keys[:-1]]] if len(keys) else keys
+
+
 def _change_points(
     entity: np.ndarray, snap: np.ndarray, offsets: tuple[int, ...], end_snap: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (entity, snap + offset) <= ``end_snap``, sorted by entity then day."""
-    keys = np.concatenate([_composite(entity, snap + offset) for offset in offsets])
-    keys = np.unique(keys)
+    keys = _unique(np.concatenate([_composite(entity, snap + offset) for offset in offsets]))
     grid_entity, grid_snap = keys // _KEY_SHIFT, keys % _KEY_SHIFT
     keep = grid_snap <= end_snap
     return grid_entity[keep], grid_snap[keep]
@@ -286,14 +291,21 @@ WITH item_day AS (
     LEFT JOIN genres g ON g.{item} = e.{item}
     GROUP BY ALL
 )
-SELECT {user}, CAST({snap} AS INTEGER) AS {snap}, CAST(sum(n) OVER {cum_w} AS INTEGER) AS cn,
-       sum(s) OVER {cum_w} AS cs, sum(ss) OVER {cum_w} AS css, sum(slp) OVER {cum_w} AS cslp,
-       {genre_cums},
+SELECT {user}, CAST({snap} AS INTEGER) AS {snap}, CAST(n AS INTEGER) AS n, s, ss,
+       sum(slp) OVER (PARTITION BY {user} ORDER BY {snap} ROWS UNBOUNDED PRECEDING) AS cslp,
+       {genre_days},
        CAST(CASE WHEN {snap} - lag({snap}) OVER (PARTITION BY {user} ORDER BY {snap})
             <= {gap} THEN 0 ELSE 1 END AS TINYINT) AS new_run
 FROM user_day
 ORDER BY {user}, {snap}
 """
+
+
+def _cumsum_per_user(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Running sums restarting at each user's first row (exact for integer-valued data)."""
+    total = np.cumsum(values)
+    before = total[starts] - values[starts]
+    return total - np.repeat(before, lengths)
 
 
 def _user_day_cumulants(
@@ -302,20 +314,33 @@ def _user_day_cumulants(
     """One row per (user, active snapshot day) with cumulative sums, and run starts.
 
     ``pop_ev``: the events the items' 30-day popularity is counted over (default ``ev``;
-    all events when ``ev`` is one block of users). Counts are stored as integers (exact).
+    all events when ``ev`` is one block of users). DuckDB sums each user-day and the
+    popularity log sums; the integer-valued running sums (counts, ratings of an integer
+    scale, genre counts) are taken in numpy, exactly.
     """
-    cum_w = f"(PARTITION BY {USER_ID} ORDER BY {_SNAP} ROWS UNBOUNDED PRECEDING)"
     sql = _USER_CUMULANTS_SQL.format(
         item=ITEM_ID,
         user=USER_ID,
         rating=RATING,
         snap=_SNAP,
-        cum_w=cum_w,
         gap=cols.HORIZON_DAYS + 1,
         genre_sums=", ".join(f"sum(coalesce(g.{g}, 0)) AS {g}" for g in _GENRE_TMP),
-        genre_cums=", ".join(f"CAST(sum({g}) OVER {cum_w} AS INTEGER) AS c{g}" for g in _GENRE_TMP),
+        genre_days=", ".join(f"CAST({g} AS INTEGER) AS {g}" for g in _GENRE_TMP),
     )
-    return _duckdb(sql, ev=ev, genres=genres, pop_ev=ev if pop_ev is None else pop_ev)
+    day = _duckdb(sql, ev=ev, genres=genres, pop_ev=ev if pop_ev is None else pop_ev)
+    user = day[USER_ID].to_numpy("int64")
+    starts = np.flatnonzero(np.r_[True, user[1:] != user[:-1]]) if len(user) else user
+    lengths = np.diff(np.r_[starts, len(user)])
+    out = {USER_ID: user, _SNAP: day[_SNAP].to_numpy()}
+    out["cn"] = _cumsum_per_user(day["n"].to_numpy("int64"), starts, lengths).astype("int32")
+    for name in ("s", "ss"):
+        out[f"c{name}"] = _cumsum_per_user(day[name].to_numpy("float64"), starts, lengths)
+    out["cslp"] = day["cslp"].to_numpy("float64")
+    for g in _GENRE_TMP:
+        counts = _cumsum_per_user(day[g].to_numpy("int64"), starts, lengths)
+        out[f"c{g}"] = counts.astype("int32")
+    out["new_run"] = day["new_run"].to_numpy()
+    return pd.DataFrame(out)
 
 
 @dataclass(frozen=True)
@@ -374,8 +399,8 @@ class UserHistory:
             open_run = snap[last] + cols.HORIZON_DAYS > self.end_snap
             open_run &= snap[last] <= self.end_snap
             closing = np.full(int(open_run.sum()), self.end_snap, dtype="int64")
-            keys = np.union1d(
-                _composite(grid_user, grid_snap), _composite(user[last][open_run], closing)
+            keys = _unique(
+                np.r_[_composite(grid_user, grid_snap), _composite(user[last][open_run], closing)]
             )
             grid_user, grid_snap = keys // _KEY_SHIFT, keys % _KEY_SHIFT
         return grid_user, grid_snap
@@ -500,7 +525,9 @@ def iter_user_change_rows(
         return
     ev_users = events[USER_ID].to_numpy(dtype="int64")
     order = np.argsort(ev_users, kind="stable")
-    ids, counts = np.unique(ev_users[order], return_counts=True)
+    ordered = ev_users[order]
+    first = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ids, counts = ordered[first], np.diff(np.r_[first, len(ordered)])
     bounds = np.searchsorted(np.cumsum(counts), np.arange(chunk_events, len(events), chunk_events))
     edges = np.unique(np.r_[0, bounds + 1, len(ids)].clip(0, len(ids)))
     pop_days = _event_days(events)
@@ -627,7 +654,7 @@ class ItemHistory:
         1 + the number of catalogue items with a larger count that day (ties share the
         best rank, like ``rankdata(method="min")``); NaN for a count of 0."""
         rank = np.full(len(n30), np.nan)
-        days = np.unique(grid_snap)
+        days = _unique(grid_snap)
         ids = self.item_ids
         for lo in range(0, len(days), chunk):
             block = days[lo : lo + chunk]
@@ -699,7 +726,7 @@ class ItemHistory:
         )
         ids = self.item_ids
         edges = np.r_[np.full(len(ids), self.first_snap), np.full(len(ids), self.end_snap)]
-        keys = np.union1d(_composite(grid_item, grid_snap), _composite(np.r_[ids, ids], edges))
+        keys = _unique(np.r_[_composite(grid_item, grid_snap), _composite(np.r_[ids, ids], edges)])
         return keys // _KEY_SHIFT, keys % _KEY_SHIFT
 
 
