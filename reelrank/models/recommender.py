@@ -61,6 +61,7 @@ from reelrank.models.training_set import (
     label_windows,
     pair_labels,
     sample_label_users,
+    sample_users,
 )
 from reelrank.schema import (
     GENRES,
@@ -137,6 +138,10 @@ class Recommender(BaseEstimator):
         ranker_label_fraction: share of the most recent events used as labels per window.
         ranker_windows: number of stacked label windows (more training groups).
         ranker_max_users: cap on label users per window (sampled with ``random_state``).
+        ranker_sample_users: the label windows are cut from the whole histories of at most
+            this many users, drawn with ``random_state`` when ``events`` has more (at scale
+            the six windows' source fits would dominate training); the sources that serve
+            are still fitted on every event. ``None``: every user.
         ranker_holdout: how label windows are cut: ``time`` (the newest events: "what
             next", what the service is asked), ``random`` (a random share of events: "what
             else", as random-split protocols ask) or ``mixed`` (both; see
@@ -158,6 +163,7 @@ class Recommender(BaseEstimator):
         ranker_label_fraction: float = 0.07,
         ranker_windows: int = 6,
         ranker_max_users: int | None = 1500,
+        ranker_sample_users: int | None = 20_000,
         ranker_holdout: str = "time",
         ranker_random_windows: int = 2,
         ranker_random_fraction: float = 0.1,
@@ -173,6 +179,7 @@ class Recommender(BaseEstimator):
         self.ranker_label_fraction = ranker_label_fraction
         self.ranker_windows = ranker_windows
         self.ranker_max_users = ranker_max_users
+        self.ranker_sample_users = ranker_sample_users
         self.ranker_holdout = ranker_holdout
         self.ranker_random_windows = ranker_random_windows
         self.ranker_random_fraction = ranker_random_fraction
@@ -218,6 +225,10 @@ class Recommender(BaseEstimator):
         if not 0.0 < self.ranker_label_fraction < 0.5:
             raise ValidationError(
                 f"ranker_label_fraction={self.ranker_label_fraction} must be in (0, 0.5)."
+            )
+        if self.ranker_sample_users is not None and self.ranker_sample_users < 1:
+            raise ValidationError(
+                f"ranker_sample_users={self.ranker_sample_users} must be at least 1 (or None)."
             )
         if self.ranker_windows < 1:
             raise ValidationError(f"ranker_windows={self.ranker_windows} must be at least 1.")
@@ -277,7 +288,7 @@ class Recommender(BaseEstimator):
         the ones the provider implies).
         """
         self._check_params()
-        events = _validate_events(events)
+        events = sample_users(_validate_events(events), self.ranker_sample_users, self.random_state)
         users, items = _side_frames(events, users, items)
         catalogue = items[ITEM_ID].to_numpy(dtype=np.int64)
         rng = np.random.default_rng(self.random_state)

@@ -105,6 +105,18 @@ def label_windows(
             yield LabelWindow(end, events[~held], events[held], held_out=True)
 
 
+def sample_users(events: pd.DataFrame, max_users: int | None, seed: int | None) -> pd.DataFrame:
+    """The events of at most ``max_users`` users drawn at random with ``seed`` (whole
+    histories, in their order); all events when there are not more users than that."""
+    if max_users is None:
+        return events
+    users = np.unique(events[USER_ID].to_numpy(dtype=np.int64))
+    if len(users) <= max_users:
+        return events
+    chosen = np.random.default_rng(seed).choice(users, max_users, replace=False)
+    return events[events[USER_ID].isin(chosen)]
+
+
 def sample_label_users(
     labels: pd.DataFrame, max_users: int | None, rng: np.random.Generator
 ) -> np.ndarray:

@@ -29,6 +29,7 @@ from reelrank.models.baselines import (
     bpr_baseline,
     ease_baseline,
 )
+from reelrank.models.training_set import sample_users
 from reelrank.schema import USER_ID, Dataset
 from reelrank.training.config import ALS, BPR, EASE, ITEM_KNN, POPULARITY, ModelLabel
 from reelrank.training.crossval import RecommenderLike
@@ -139,15 +140,6 @@ def tune_ladder(
         _text(chosen[row["model"]]) == row["params"] for _, row in trials.iterrows()
     ]
     return Tuning(chosen, trials)
-
-
-def sample_users(events: pd.DataFrame, max_users: int, seed: int) -> pd.DataFrame:
-    """The events of at most ``max_users`` users drawn at random (all of them when fewer)."""
-    users = np.unique(events[USER_ID].to_numpy(dtype=np.int64))
-    if len(users) <= max_users:
-        return events
-    chosen = np.random.default_rng(seed).choice(users, max_users, replace=False)
-    return events[events[USER_ID].isin(chosen)]
 
 
 def ladder_factories(

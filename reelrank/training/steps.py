@@ -31,6 +31,7 @@ from reelrank.evaluation.splits import rolling_origin_folds
 from reelrank.features.columns import FEATURE_SERVICE
 from reelrank.features.protocol import FeatureProvider
 from reelrank.models.recommender import Recommender
+from reelrank.models.training_set import sample_users
 from reelrank.registry import aliases
 from reelrank.registry.aliases import Alias
 from reelrank.registry.gate import Difference, PromotionDecision, decide_promotion
@@ -48,7 +49,7 @@ from reelrank.training.config import (
 )
 from reelrank.training.crossval import CVResult, ModelFactory, cross_validate
 from reelrank.training.diagnostics import Diagnostics, run_diagnostics
-from reelrank.training.ladder import Tuning, ladder_factories, sample_users, tune_ladder
+from reelrank.training.ladder import Tuning, ladder_factories, tune_ladder
 from reelrank.training.report import RunReport, RunSummary
 from reelrank.training.tracking import TrainingRun
 
@@ -115,7 +116,7 @@ def _difference(cv: CVResult, reference: str, seed: int) -> Difference:
     return Difference(reference=reference, mean=result.mean_diff, low=result.low, high=result.high)
 
 
-EVALUATION_MAX_USERS: Final = 20_000
+EVALUATION_MAX_USERS: Final = 5_000
 """Cross-validation, the ladder's tuning and the diagnostics judge models on the whole
 histories of at most this many users, drawn at random with the run's seed when the lake has
 more (the paired bootstrap needs thousands of users, not millions); the model that ships is

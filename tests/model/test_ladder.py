@@ -9,6 +9,7 @@ import numpy as np
 
 from reelrank.evaluation.splits import rolling_origin_folds
 from reelrank.models.baselines import ease_baseline
+from reelrank.models.training_set import sample_users
 from reelrank.schema import USER_ID, Dataset
 from reelrank.training.config import BASELINES, TrainConfig
 from reelrank.training.crossval import cross_validate
@@ -17,7 +18,6 @@ from reelrank.training.ladder import (
     LADDER_LABELS,
     Rung,
     ladder_factories,
-    sample_users,
     tune_ladder,
 )
 from tests.model.worlds import make_genre_world
