@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from cli import output, pipeline, results, scratch, service
+from cli.batch import batch_recommend
 from cli.output import fail
 from reelrank.config import get_settings
 
@@ -32,6 +33,7 @@ app.command()(results.evaluate)
 app.command()(service.serve)
 app.command()(service.deploy)
 app.command()(results.report)
+app.command(name="batch-recommend")(batch_recommend)
 
 
 def load_plugins(modules: list[str]) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 from reelrank.config import Settings
 from reelrank.exceptions import FeatureStoreError, ModelNotFoundError, ReelRankError
 from serving.candidates import cache_key, retrieve_one
+from serving.precomputed import PrecomputedLists
 from serving.scoring import Candidates
 from serving.state import ModelState, load_champion_state, snapshot_user_row
 
@@ -86,6 +87,9 @@ class RecommendationService:
         self._state: ModelState | None = None
         self._reason: str = "the model has not been loaded yet"
         self._reload_lock = threading.Lock()
+        self._precomputed = (
+            PrecomputedLists.from_settings(settings) if settings.serve_precomputed else None
+        )
 
     # ---------------------------------------------------------------- state
     @property
@@ -164,6 +168,11 @@ class RecommendationService:
         state = state or self.current()
         stages: dict[str, float] = {}
         started = time.perf_counter()
+        stored = self._from_precomputed(state, user_id, k, exclude_seen, genre)
+        if stored is not None:  # REELRANK_SERVE_PRECOMPUTED: batch-recommend's list
+            stages["retrieval"] = time.perf_counter() - started
+            stages["features"] = stages["ranking"] = 0.0
+            return Recommendation(user_id, stored, state.info.version, None, stages, None)
         row = state.user_index.get(user_id, -1)
         fallback: Fallback | None = None if row >= 0 else COLD_START
         reason: str | None = None
@@ -188,6 +197,25 @@ class RecommendationService:
         items = _top_items(state, candidates, scores, k, genre_mask)
         stages["ranking"] = time.perf_counter() - featured
         return Recommendation(user_id, items, state.info.version, fallback, stages, reason)
+
+    def _from_precomputed(
+        self, state: ModelState, user_id: int, k: int, exclude_seen: bool, genre: str | None
+    ) -> list[RecommendedItem] | None:
+        """The stored list of the plain request (no genre, seen excluded), or None."""
+        if self._precomputed is None or genre is not None or not exclude_seen:
+            return None
+        found = self._precomputed.lookup(user_id, state.info.version, k, state.catalogue)
+        if found is None:
+            return None
+        columns, scores = found
+        catalogue = state.catalogue
+        ids, titles = catalogue.item_ids[columns].tolist(), catalogue.titles[columns].tolist()
+        return [
+            RecommendedItem(int(item), float(score), rank, title)
+            for rank, (item, score, title) in enumerate(
+                zip(ids, scores.tolist(), titles, strict=True), start=1
+            )
+        ]
 
     @staticmethod
     def _candidates(

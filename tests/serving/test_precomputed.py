@@ -1,0 +1,63 @@
+"""The precomputed top-k table: stored lists round-trip; only a usable one is served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reelrank.batch.topk import SqliteTopK, lists_from_recommendations
+from reelrank.models.catalogue import Catalogue
+from serving.precomputed import PrecomputedLists
+
+
+def _recommendations() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [7, 7, 7, 3, 3, 3],
+            "item_id": [30, 10, 20, 20, 30, 10],
+            "score": [0.9, 0.5, 0.1, 2.0, 1.0, -1.0],
+            "rank": [1, 2, 3, 1, 2, 3],
+        }
+    )
+
+
+def _catalogue() -> Catalogue:
+    items = pd.DataFrame({"item_id": [10, 20, 30], "title": ["a", "b", "c"]})
+    return Catalogue.from_items(items, np.array([10, 20, 30]))
+
+
+def test_lists_round_trip_through_the_sqlite_table(tmp_path: Path) -> None:
+    store = SqliteTopK(tmp_path / "online_store.db")
+    assert store.get(7) is None  # no table yet: a miss, not an error
+    lists = lists_from_recommendations(_recommendations())
+    assert store.write(lists, "4") == 2
+    entry = store.get(7)
+    assert entry is not None
+    assert (entry.version, entry.k) == ("4", 3)
+    assert entry.items.tolist() == [30, 10, 20]
+    assert entry.scores.tolist() == [0.9, 0.5, 0.1]
+    assert store.get(99) is None
+    store.write(lists.iloc[:1], "5")  # a new run replaces the whole table
+    assert store.get(7) is None
+    assert store.get(3) is not None
+    store.close()
+
+
+def test_only_the_served_version_with_enough_items_is_answered(tmp_path: Path) -> None:
+    store = SqliteTopK(tmp_path / "online_store.db")
+    store.write(lists_from_recommendations(_recommendations()), "4")
+    lists = PrecomputedLists(store)
+    catalogue = _catalogue()
+    found = lists.lookup(7, "4", 2, catalogue)
+    assert found is not None
+    columns, scores = found
+    assert catalogue.item_ids[columns].tolist() == [30, 10]
+    assert scores.tolist() == [0.9, 0.5]
+    assert lists.lookup(7, "5", 2, catalogue) is None  # stale: another model version
+    assert lists.lookup(7, "4", 4, catalogue) is None  # shorter than the k asked for
+    assert lists.lookup(8, "4", 2, catalogue) is None  # missing user
+    small = Catalogue.from_items(pd.DataFrame({"item_id": [10]}), np.array([10]))
+    assert lists.lookup(7, "4", 2, small) is None  # an item the served model lacks
+    lists.close()
