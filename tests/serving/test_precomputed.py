@@ -61,3 +61,33 @@ def test_only_the_served_version_with_enough_items_is_answered(tmp_path: Path) -
     small = Catalogue.from_items(pd.DataFrame({"item_id": [10]}), np.array([10]))
     assert lists.lookup(7, "4", 2, small) is None  # an item the served model lacks
     lists.close()
+
+
+def test_the_service_answers_from_the_table_and_falls_back_online(
+    fitted_model, settings, monkeypatch
+) -> None:
+    from reelrank.batch.inference import recommend_in_chunks
+    from reelrank.features.feast.repo_config import sqlite_path
+    from serving.service import RecommendationService
+    from tests.serving.conftest import make_state
+
+    users = np.asarray(fitted_model.interactions_.user_ids[:30], dtype=np.int64)
+    lists = recommend_in_chunks(fitted_model, users, 10, chunk_size=8)
+    SqliteTopK(sqlite_path(settings)).write(lists, "1")
+    online = RecommendationService(settings, loader=lambda s: make_state(fitted_model, s))
+    online.load()
+    stored = settings.model_copy(update={"serve_precomputed": True})
+    service = RecommendationService(stored, loader=lambda s: make_state(fitted_model, s))
+    service.load()
+    for user in users.tolist():
+        got, expected = service.recommend(user, k=10), online.recommend(user, k=10)
+        assert [i.item_id for i in got.items] == [i.item_id for i in expected.items]
+        assert got.stages["features"] == got.stages["ranking"] == 0.0  # from the table
+        assert got.model_version == "1"
+    user = int(users[0])
+    assert service.recommend(user, k=11).stages["ranking"] > 0  # longer than stored: online
+    unknown = int(users.max()) + 10_000
+    assert service.recommend(unknown, k=10).stages["ranking"] > 0  # not in the table: online
+    newer = RecommendationService(stored, loader=lambda s: make_state(fitted_model, s, "2"))
+    newer.load()
+    assert newer.recommend(user, k=10).stages["ranking"] > 0  # stale version: online
