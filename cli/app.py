@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cli import output, pipeline, results, scratch, service
+from cli import loop, output, pipeline, results, scratch, service
 from cli.batch import batch_recommend
 from cli.output import fail
 from reelrank.config import get_settings
@@ -33,6 +33,10 @@ app.command()(results.evaluate)
 app.command()(service.serve)
 app.command()(service.deploy)
 app.command()(results.report)
+app.command(name="ingest-feedback")(loop.ingest_feedback)
+app.command()(loop.simulate)
+app.command()(loop.loop)
+app.command(name="loop-study")(loop.loop_study)
 app.command(name="batch-recommend")(batch_recommend)
 
 

@@ -103,6 +103,27 @@ def ingest_task(
     return summary
 
 
+@task(name="ingest-feedback", cache_policy=NONE)
+def ingest_feedback_task(grace_seconds: float | None = None) -> dict[str, Any]:
+    """The impression and feedback logs into the lake (validated, quarantined, watermarked)."""
+    from reelrank.loop.feedback import DEFAULT_GRACE_SECONDS, ingest_feedback
+
+    logger = get_run_logger()
+    grace = DEFAULT_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    summary = ingest_feedback(get_settings(), grace_seconds=grace, progress=logger.info).to_dict()
+    for log in ("impressions", "feedback"):
+        figures = summary[log]
+        logger.info(
+            "%s log: read %d, accepted %d, quarantined %d %s",
+            log,
+            figures["read"],
+            figures["accepted"],
+            figures["quarantined"],
+            figures["reasons"] or "",
+        )
+    return summary
+
+
 @flow(name="reelrank-data")
 def data_flow(
     dataset: DatasetName = "ml-100k",
@@ -343,8 +364,13 @@ def reelrank_pipeline(
     train: bool = True,
     train_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole offline path: data -> features -> train, as subflows."""
+    """The whole offline path: data -> (feedback, when the service's logs exist) ->
+    features -> train, as subflows."""
+    from reelrank.loop.feedback import logs_exist
+
     result: dict[str, Any] = {"data": data_flow(dataset, source, synthetic)}
+    if logs_exist(get_settings()):
+        result["feedback"] = ingest_feedback_task()
     result["features"] = on_engine(features_flow)()
     if train:
         result["train"] = on_engine(train_flow)({"dataset": dataset, **(train_config or {})})

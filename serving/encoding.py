@@ -25,6 +25,9 @@ def _body(result: Recommendation) -> dict[str, Any]:
         "items": result.items,
         "model_version": result.model_version,
         "fallback": result.fallback,
+        "request_id": result.request_id,
+        "experiment": result.experiment,
+        "arm": result.arm,
     }
 
 

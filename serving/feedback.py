@@ -1,29 +1,31 @@
 """Durable, append-only feedback log: one JSON line per event, one file per UTC day.
 
-A batch is encoded first, then written with a single ``write`` on a file opened with
-``O_APPEND`` while holding both a process-local lock and an exclusive ``flock`` (several
-uvicorn workers append to the same file), then flushed to disk with ``fsync`` before the
-API answers. A reader (the next training run) therefore sees whole lines only.
+The file format, the durable append (one ``write`` with ``O_APPEND`` under an exclusive
+``flock``, then ``fsync`` before the API answers) and the incremental reader live in
+:mod:`reelrank.loop.logs`, shared with the served-slate log (:mod:`serving.impressions`);
+``reelrank ingest-feedback`` reads both back as a data source (:mod:`reelrank.loop.feedback`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-FILE_PREFIX: Final = "feedback-"
-FILE_SUFFIX: Final = ".jsonl"
+import orjson
+
+from reelrank.loop.logs import FEEDBACK_PREFIX, SUFFIX, append_lines, log_file, log_files
+
+FILE_PREFIX: Final = FEEDBACK_PREFIX
+FILE_SUFFIX: Final = SUFFIX
+RECEIVED_AT: Final = "received_at"
 
 
 def feedback_file(directory: Path, day: datetime) -> Path:
     """``<directory>/feedback-YYYY-MM-DD.jsonl`` for the UTC day of ``day``."""
-    return directory / f"{FILE_PREFIX}{day.astimezone(UTC):%Y-%m-%d}{FILE_SUFFIX}"
+    return log_file(directory, FEEDBACK_PREFIX, day)
 
 
 class FeedbackLog:
@@ -31,40 +33,20 @@ class FeedbackLog:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        self._lock = threading.Lock()
 
     def append(self, records: Iterable[Mapping[str, Any]], now: datetime | None = None) -> Path:
-        """Append ``records`` (JSON-serialisable mappings) durably; returns the file."""
+        """Append ``records`` (JSON-serialisable mappings) durably, each stamped with
+        ``received_at``; returns the file."""
         received = now or datetime.now(UTC)
         stamp = received.isoformat()
-        lines = [
-            json.dumps({**record, "received_at": stamp}, default=str, separators=(",", ":"))
-            for record in records
-        ]
-        payload = ("\n".join(lines) + "\n").encode("utf-8")
-        path = feedback_file(self.directory, received)
-        with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                try:
-                    view = memoryview(payload)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
-                    os.fsync(fd)
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
-        return path
+        lines = [orjson.dumps({**record, RECEIVED_AT: stamp}, default=str) for record in records]
+        return append_lines(self.directory, FEEDBACK_PREFIX, lines, received)
 
 
 def read_feedback(directory: Path) -> list[dict[str, Any]]:
     """Every record of every day file under ``directory``, oldest file first."""
     records: list[dict[str, Any]] = []
-    for path in sorted(Path(directory).glob(f"{FILE_PREFIX}*{FILE_SUFFIX}")):
+    for path in log_files(directory, FEEDBACK_PREFIX):
         with path.open(encoding="utf-8") as handle:
             records.extend(json.loads(line) for line in handle if line.strip())
     return records

@@ -114,6 +114,18 @@ class ServingMetrics:
             ("outcome",),
             registry=self.registry,
         )
+        self.impressions_written = Counter(
+            "reelrank_impressions_written",
+            "Served slates appended to the impression log.",
+            registry=self.registry,
+        )
+        self.impressions_dropped = Counter(
+            "reelrank_impressions_dropped",
+            "Served slates the impression log dropped, by reason (queue_full, write_error, "
+            "encode_error); the answers were still served.",
+            ("reason",),
+            registry=self.registry,
+        )
         # Pre-bound children: labels() is a dict lookup plus a lock; the hot path skips it.
         self._stages = {stage: self.stage_latency.labels(stage) for stage in STAGES}
         self._fallbacks = {kind: self.fallbacks.labels(kind) for kind in ("cold_start", "degraded")}
@@ -138,6 +150,13 @@ class ServingMetrics:
     def observe_fallback(self, kind: str | None) -> None:
         if kind is not None:
             self._fallbacks[kind].inc()
+
+    def count_impressions(self, outcome: str, n: int) -> None:
+        """``written`` or a drop reason, for ``n`` slates (called by the log's writer)."""
+        if outcome == "written":
+            self.impressions_written.inc(n)
+        else:
+            self.impressions_dropped.labels(outcome).inc(n)
 
     def set_model(self, name: str, version: str, run_id: str) -> None:
         if self._model_labels is not None:

@@ -22,6 +22,8 @@ MAX_BATCH_USERS: Final = 10_000
 """The largest ``REELRANK_MAX_BATCH_USERS`` (the OpenAPI document shows the configured one)."""
 MAX_GENRE_LENGTH: Final = 64
 MAX_VERSION_LENGTH: Final = 64
+MAX_REQUEST_ID_LENGTH: Final = 80
+REQUEST_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,80}$"
 
 
 def _integral(value: Any) -> Any:
@@ -74,11 +76,24 @@ class RecommendedItem(BaseModel):
 
 class RecommendationResponse(BaseModel):
     user_id: int
-    items: list[RecommendedItem]
+    items: list[RecommendedItem] = Field(
+        description="The slate in position order (rank = position, from 1)."
+    )
     model_version: str
     fallback: FallbackKind | None = Field(
         description="null: personalised; cold_start: unknown user (non-personalised); "
         "degraded: a dependency failed, best effort from what still works."
+    )
+    request_id: str = Field(
+        description="The served slate's id in the impression log: the request's X-Request-ID "
+        "(for the batch route, the request's id, a colon and the result's index). Send it "
+        "with the position in the feedback events about this slate."
+    )
+    experiment: str | None = Field(
+        default=None, description="The running experiment's name (null: none)."
+    )
+    arm: str | None = Field(
+        default=None, description="The experiment arm that served this user (null: none)."
     )
 
 
@@ -111,7 +126,14 @@ class _Event(BaseModel):
         default=None, description="When it happened; the server time when absent."
     )
     model_version: Annotated[str, Field(max_length=MAX_VERSION_LENGTH, strict=True)] | None = None
-    position: Position | None = None
+    position: Position | None = Field(
+        default=None, description="The item's slot in the served slate (1-based)."
+    )
+    request_id: Annotated[str, Field(pattern=REQUEST_ID_PATTERN, strict=True)] | None = Field(
+        default=None,
+        description="The served slate the event is about (the recommendation's request_id); "
+        "events without one cannot be attributed and are quarantined at ingestion.",
+    )
 
 
 class ImpressionEvent(_Event):
@@ -126,6 +148,12 @@ class ClickEvent(_Event):
     event: Literal["click"]
 
 
+class PlayEvent(_Event):
+    """The user started playing the item."""
+
+    event: Literal["play"]
+
+
 class RatingEvent(_Event):
     """The user rated the item."""
 
@@ -136,7 +164,9 @@ class RatingEvent(_Event):
     ]
 
 
-FeedbackEvent = Annotated[ImpressionEvent | ClickEvent | RatingEvent, Field(discriminator="event")]
+FeedbackEvent = Annotated[
+    ImpressionEvent | ClickEvent | PlayEvent | RatingEvent, Field(discriminator="event")
+]
 
 
 class FeedbackBatch(BaseModel):
@@ -160,6 +190,21 @@ class ReadyResponse(BaseModel):
     model_version: str | None = None
 
 
+class ArmResponse(BaseModel):
+    name: str
+    model: str = Field(description="What the arm names: alias:<name> or version:<n>.")
+    version: str = Field(description="The registered version it serves now.")
+    share: float = Field(description="Its share of users (weights normalised).")
+    policy: str
+
+
+class ExperimentResponse(BaseModel):
+    name: str
+    design: str
+    salt: str
+    arms: list[ArmResponse]
+
+
 class ModelResponse(BaseModel):
     name: str
     version: str
@@ -170,6 +215,10 @@ class ModelResponse(BaseModel):
     trained_until: str | None
     item_features: str = Field(description="online, snapshot (the model's own) or none.")
     user_features: str = Field(description="online, snapshot (the model's own) or none.")
+    policy: str = Field(description="The slate policy of users outside any experiment.")
+    experiment: ExperimentResponse | None = Field(
+        default=None, description="The running experiment (null: none)."
+    )
 
 
 class ReloadResponse(BaseModel):

@@ -14,32 +14,44 @@ The hot path (one user) mirrors ``Recommender.recommend`` stage by stage, in arr
    model's snapshot row and ``fallback="degraded"``), and the scorer's request-time inputs
    (:mod:`serving.scoring`, assembled with the model's own feature layout);
 3. ranking: the scorer's scores, exactly the ranker's;
-4. the top ``k`` after the optional genre filter, with titles from the model's catalogue.
+4. the slate: the top ``k`` after the optional genre filter (the greedy policy), or the
+   ``k`` a stochastic policy draws from the best candidates with the propensity of each
+   choice (:mod:`reelrank.loop.policy`, seeded from the request id), with titles from the
+   model's catalogue.
+
+With an experiment (:mod:`serving.deployment`) the user's arm decides the model state
+and the policy; the answer names the experiment and the arm. Logging the served slate is
+the caller's next step (:class:`serving.impressions.ImpressionLog`), off this path.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 
 from reelrank.config import Settings
 from reelrank.exceptions import FeatureStoreError, ModelNotFoundError, ReelRankError
+from reelrank.experiments.config import GreedyPolicy, PolicyConfig
+from reelrank.loop.policy import SlateDraw, draw_slate, policy_seed
 from serving.candidates import cache_key, retrieve_one
+from serving.deployment import ArmState, Deployment, ModelLoader, build_experiment
 from serving.precomputed import PrecomputedLists
 from serving.scoring import Candidates
-from serving.state import ModelState, load_champion_state, snapshot_user_row
+from serving.state import ModelState, load_champion_state, load_model_state, snapshot_user_row
 
 logger = logging.getLogger(__name__)
 
 Fallback = Literal["cold_start", "degraded"]
 COLD_START: Final = "cold_start"
 DEGRADED: Final = "degraded"
+GREEDY: Final = GreedyPolicy()
 
 
 @dataclass(frozen=True)
@@ -50,9 +62,23 @@ class RecommendedItem:
     title: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Drawn:
+    """A stochastic policy's choice: the draw (indices into ``scores``), the candidates'
+    scores and item ids it drew from (what the served-slate log needs)."""
+
+    draw: SlateDraw
+    scores: np.ndarray
+    item_ids: np.ndarray
+
+
 @dataclass(frozen=True)
 class Recommendation:
-    """One user's answer and how it was produced."""
+    """One user's answer and how it was produced.
+
+    ``items`` are in position order (``rank`` is the position). ``drawn`` is set when a
+    stochastic policy chose them (else every propensity is 1).
+    """
 
     user_id: int
     items: list[RecommendedItem]
@@ -60,6 +86,15 @@ class Recommendation:
     fallback: Fallback | None
     stages: dict[str, float]
     reason: str | None = None
+    request_id: str | None = None
+    experiment: str | None = None
+    design: str | None = None
+    arm: str | None = None
+    policy: PolicyConfig = GREEDY
+    drawn: Drawn | None = None
+    k: int = 10
+    exclude_seen: bool = True
+    genre: str | None = None
 
 
 class ServiceUnavailableError(ReelRankError):
@@ -70,9 +105,11 @@ class RecommendationService:
     """Holds the current :class:`ModelState` and answers requests from it.
 
     Args:
-        settings: configuration.
+        settings: configuration (``experiment`` and ``policy`` decide the deployment).
         loader: builds a state (default: the registry's champion with the feature store).
         on_load: called with every newly loaded state (e.g. to update a gauge).
+        model_loader: builds an experiment arm's state from its ``alias:<name>`` or
+            ``version:<n>`` (default: from the registry).
     """
 
     def __init__(
@@ -80,11 +117,13 @@ class RecommendationService:
         settings: Settings,
         loader: Callable[[Settings], ModelState] | None = None,
         on_load: Callable[[ModelState], object] | None = None,
+        model_loader: ModelLoader | None = None,
     ) -> None:
         self.settings = settings
         self._loader = loader or load_champion_state
+        self._model_loader = model_loader or load_model_state
         self._on_load = on_load
-        self._state: ModelState | None = None
+        self._deployment: Deployment | None = None
         self._reason: str = "the model has not been loaded yet"
         self._reload_lock = threading.Lock()
         self._precomputed = (
@@ -94,39 +133,59 @@ class RecommendationService:
     # ---------------------------------------------------------------- state
     @property
     def state(self) -> ModelState | None:
-        return self._state
+        """The primary state: the champion, or the experiment's first arm."""
+        deployment = self._deployment
+        return deployment.primary.state if deployment is not None else None
+
+    @property
+    def deployment(self) -> Deployment | None:
+        return self._deployment
 
     @property
     def unavailable_reason(self) -> str:
         return self._reason
 
     def current(self) -> ModelState:
-        """The state to serve this request with (read once per request)."""
-        state = self._state
-        if state is None:
+        """The primary state (read once per request by routes that need one state)."""
+        return self.current_deployment().primary.state
+
+    def current_deployment(self) -> Deployment:
+        """The deployment to serve this request with (read once per request)."""
+        deployment = self._deployment
+        if deployment is None:
             raise ServiceUnavailableError(self._reason)
-        return state
+        return deployment
+
+    def _build(self) -> Deployment:
+        experiment = self.settings.experiment
+        if experiment is None:
+            return Deployment.single(self._loader(self.settings), self.settings.policy)
+        return build_experiment(self.settings, experiment, self._model_loader)
 
     def load(self) -> ModelState:
-        """Load a fresh state and swap it in; the old one stays until nobody uses it.
+        """Load a fresh deployment (every arm's model) and swap it in; the old one stays
+        until nobody uses it. Returns the primary state.
 
         Raises:
-            ModelNotFoundError: no champion; the current state (if any) keeps serving.
+            ModelNotFoundError: no champion (or an arm's model is missing); the current
+                deployment (if any) keeps serving.
         """
         with self._reload_lock:
             try:
-                new_state = self._loader(self.settings)
+                deployment = self._build()
             except ModelNotFoundError as error:
-                if self._state is None:
+                if self._deployment is None:
                     self._reason = str(error)
                 raise
-            self._warm_up(new_state)
-            self._state = new_state  # one reference swap: atomic for readers
+            for state in deployment.states:
+                self._warm_up(state)
+            self._deployment = deployment  # one reference swap: atomic for readers
             self._reason = ""
             if self._on_load is not None:
-                self._on_load(new_state)
-        # The previous state is not closed here: requests that hold it finish with it,
-        # and its connections close when it is garbage collected.
+                self._on_load(deployment.primary.state)
+        # The previous states are not closed here: requests that hold them finish with
+        # them, and their connections close when they are garbage collected.
+        new_state = deployment.primary.state
         logger.info("serving %s version %s", new_state.info.name, new_state.info.version)
         return new_state
 
@@ -147,12 +206,14 @@ class RecommendationService:
             logger.warning("no model loaded: %s", error)
 
     def readiness(self) -> tuple[bool, str]:
-        """``(ready, reason)``: a model is loaded and its online features are readable."""
-        state = self._state
-        if state is None:
+        """``(ready, reason)``: every arm's model is loaded and its online features are
+        readable."""
+        deployment = self._deployment
+        if deployment is None:
             return False, self._reason
-        if state.uses_features and state.user_reader is None:
-            return False, f"online feature store unavailable: {state.user_reader_error}"
+        for state in deployment.states:
+            if state.uses_features and state.user_reader is None:
+                return False, f"online feature store unavailable: {state.user_reader_error}"
         return True, "ok"
 
     # ---------------------------------------------------------------- hot path
@@ -163,16 +224,55 @@ class RecommendationService:
         exclude_seen: bool = True,
         genre: str | None = None,
         state: ModelState | None = None,
+        *,
+        deployment: Deployment | None = None,
+        request_id: str | None = None,
     ) -> Recommendation:
-        """Top ``k`` for one user (see the module docstring for the stages)."""
-        state = state or self.current()
+        """The slate for one user (see the module docstring for the stages).
+
+        Args:
+            state: serve with this state and ``REELRANK_POLICY`` (no experiment arm).
+            deployment: serve with the user's arm of this deployment (default: the
+                current one), unless ``state`` is given.
+            request_id: the request's id (seeds a stochastic policy; the log's key).
+        """
+        experiment: str | None = None
+        if state is not None:
+            arm = ArmState(None, state, self.settings.policy)
+        else:
+            deployment = deployment or self.current_deployment()
+            arm = deployment.for_user(user_id)
+            if deployment.experiment is not None:
+                experiment = deployment.experiment.name
+        labels = {"request_id": request_id, "experiment": experiment, "arm": arm.name}
+        if experiment is not None and deployment is not None:
+            labels["design"] = deployment.design
+        return self._rank(user_id, k, exclude_seen, genre, arm, labels)
+
+    def _rank(
+        self,
+        user_id: int,
+        k: int,
+        exclude_seen: bool,
+        genre: str | None,
+        arm: ArmState,
+        labels: dict[str, str | None],
+    ) -> Recommendation:
+        """The stages for one arm; ``labels``: request id, experiment, design, arm."""
+        state, policy = arm.state, arm.policy
         stages: dict[str, float] = {}
         started = time.perf_counter()
-        stored = self._from_precomputed(state, user_id, k, exclude_seen, genre)
+        stored = (
+            None
+            if policy.stochastic
+            else self._from_precomputed(state, user_id, k, exclude_seen, genre)
+        )
         if stored is not None:  # REELRANK_SERVE_PRECOMPUTED: batch-recommend's list
             stages["retrieval"] = time.perf_counter() - started
             stages["features"] = stages["ranking"] = 0.0
-            return Recommendation(user_id, stored, state.info.version, None, stages, None)
+            plain: dict[str, Any] = {"policy": policy, "k": k, "exclude_seen": exclude_seen}
+            plain |= {"genre": genre, **labels}
+            return Recommendation(user_id, stored, state.info.version, None, stages, None, **plain)
         row = state.user_index.get(user_id, -1)
         fallback: Fallback | None = None if row >= 0 else COLD_START
         reason: str | None = None
@@ -182,9 +282,12 @@ class RecommendationService:
         candidates = self._candidates(state, user_id, row, n, exclude_seen)
         retrieved = time.perf_counter()
         stages["retrieval"] = retrieved - started
+        version = state.info.version
+        common: dict[str, Any] = {"policy": policy, "k": k, "exclude_seen": exclude_seen}
+        common |= {"genre": genre, **labels}
         if len(candidates.block.rows) == 0:
             stages["features"] = stages["ranking"] = 0.0
-            return Recommendation(user_id, [], state.info.version, fallback, stages, reason)
+            return Recommendation(user_id, [], version, fallback, stages, reason, **common)
         user_row = None
         if state.uses_features:
             user_row, reason = self._user_features(state, user_id)
@@ -194,9 +297,16 @@ class RecommendationService:
         featured = time.perf_counter()
         stages["features"] = featured - retrieved
         scores = state.scorer.score(candidates, inputs)
-        items = _top_items(state, candidates, scores, k, genre_mask)
+        drawn = None
+        if policy.stochastic:
+            seed_text = labels["request_id"]
+            items, drawn = _drawn_items(state, candidates, scores, k, genre_mask, policy, seed_text)
+        else:
+            items = _top_items(state, candidates, scores, k, genre_mask)
         stages["ranking"] = time.perf_counter() - featured
-        return Recommendation(user_id, items, state.info.version, fallback, stages, reason)
+        return Recommendation(
+            user_id, items, version, fallback, stages, reason, drawn=drawn, **common
+        )
 
     def _from_precomputed(
         self, state: ModelState, user_id: int, k: int, exclude_seen: bool, genre: str | None
@@ -240,6 +350,38 @@ class RecommendationService:
         else:
             reason = f"online feature store unavailable: {state.user_reader_error}"
         return snapshot_user_row(state.snapshot_users, user_id), reason
+
+
+def _drawn_items(
+    state: ModelState,
+    candidates: Candidates,
+    scores: np.ndarray,
+    k: int,
+    genre_mask: np.ndarray | None,
+    policy: PolicyConfig,
+    request_id: str | None,
+) -> tuple[list[RecommendedItem], Drawn]:
+    """The slate ``policy`` draws (seeded from the request id), with titles."""
+    columns_all = candidates.block.item_columns
+    if genre_mask is not None:
+        scores = np.where(genre_mask[columns_all], scores, -np.inf)
+    seed = policy_seed(request_id) if request_id is not None else secrets.randbits(64)
+    draw = draw_slate(policy, scores, k, seed)
+    catalogue = state.catalogue
+    columns = columns_all[draw.order]
+    items = [
+        RecommendedItem(int(item), float(score), rank, title)
+        for rank, (item, score, title) in enumerate(
+            zip(
+                catalogue.item_ids[columns].tolist(),
+                scores[draw.order].tolist(),
+                catalogue.titles[columns].tolist(),
+                strict=True,
+            ),
+            start=1,
+        )
+    ]
+    return items, Drawn(draw, scores, catalogue.item_ids[columns_all])
 
 
 def _top_items(

@@ -219,17 +219,39 @@ def load_champion_state(settings: Settings, alias: str = Alias.CHAMPION) -> Mode
     Raises:
         ModelNotFoundError: no version holds the alias.
     """
-    from reelrank.registry.models import load_recommender, run_metrics
+    from reelrank.registry.models import load_recommender
 
     recommender, version = load_recommender(settings, alias)
-    metrics: dict[str, float] = {}
+    return build_state(recommender, version, settings, str(alias), _run_metrics(version))
+
+
+def _run_metrics(version: Any) -> dict[str, float]:
+    """The training run's metrics of a registered version (empty when unavailable)."""
+    from reelrank.registry.models import run_metrics
+
     run_id = getattr(version, "run_id", None)
-    if run_id:
-        try:
-            metrics = run_metrics(run_id)
-        except Exception as error:  # the tracking server may hold no run for it
-            logger.warning("metrics of run %s unavailable: %s", run_id, error)
-    return build_state(recommender, version, settings, str(alias), metrics)
+    if not run_id:
+        return {}
+    try:
+        return run_metrics(run_id)
+    except Exception as error:  # the tracking server may hold no run for it
+        logger.warning("metrics of run %s unavailable: %s", run_id, error)
+        return {}
+
+
+def load_model_state(settings: Settings, ref: str) -> ModelState:
+    """Load the model an experiment arm names, ``alias:<name>`` or ``version:<n>``.
+
+    Raises:
+        ModelNotFoundError: the registry has no such alias or version.
+    """
+    kind, _, name = ref.partition(":")
+    if kind == "alias":
+        return load_champion_state(settings, alias=name)
+    from reelrank.registry.models import load_recommender_version
+
+    recommender, version = load_recommender_version(settings, name)
+    return build_state(recommender, version, settings, f"version {name}", _run_metrics(version))
 
 
 def snapshot_user_row(frame: pd.DataFrame | None, user_id: int) -> np.ndarray:

@@ -18,8 +18,11 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 
 from reelrank.config import Settings
+from serving.deployment import Deployment
 from serving.feedback import FeedbackLog
+from serving.impressions import ImpressionLog
 from serving.metrics import ServingMetrics
+from serving.middleware import request_id
 from serving.service import RecommendationService
 from serving.state import ModelState
 
@@ -85,20 +88,35 @@ AdminDep = Annotated[None, Depends(require_admin)]
 
 @dataclass(frozen=True, slots=True)
 class Serving:
-    """What a recommendation request needs, resolved once: the service, the model state
-    read once for the whole request, the metrics and the settings."""
+    """What a recommendation request needs, resolved once: the service, the deployment
+    (and its primary model state) read once for the whole request, the metrics, the
+    settings, the impression log and the request's id.
+
+    Without a ``deployment`` the request is served by ``state`` alone (a test seam)."""
 
     service: RecommendationService
     state: ModelState
     metrics: ServingMetrics
     settings: Settings
+    deployment: Deployment | None = None
+    impressions: ImpressionLog | None = None
+    request_id: str | None = None
 
 
 async def get_serving(request: Request) -> Serving:
     """The hot path's bundle (503 with the reason when no model is loaded, as above)."""
     app_state = request.app.state
     service: RecommendationService = app_state.service
-    return Serving(service, service.current(), app_state.metrics, app_state.settings)
+    deployment = service.current_deployment()
+    return Serving(
+        service,
+        deployment.primary.state,
+        app_state.metrics,
+        app_state.settings,
+        deployment,
+        app_state.impressions,
+        request_id(request.scope),
+    )
 
 
 ServingDep = Annotated[Serving, Depends(get_serving)]

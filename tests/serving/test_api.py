@@ -16,6 +16,7 @@ from reelrank.exceptions import ModelNotFoundError
 from reelrank.schema import GENRES, ITEM_ID, TITLE
 from serving.api.deps import Serving, get_serving
 from serving.app import create_app
+from serving.deployment import Deployment
 from serving.feedback import read_feedback
 from serving.service import RecommendationService, ServiceUnavailableError
 from tests.serving.conftest import FakeUserReader, make_state
@@ -193,8 +194,12 @@ def test_batch_matches_single_requests(client, fitted_model):
     users = [*known_users(fitted_model, 3), 987654321]
     body = client.post("/recommendations", json={"user_ids": users, "k": 4}).json()
     assert [r["user_id"] for r in body["results"]] == users
-    for result in body["results"]:
+    request_id = client.post("/recommendations", json={"user_ids": users}).headers["x-request-id"]
+    assert request_id
+    for index, result in enumerate(body["results"]):
         single = client.get(f"/recommendations/{result['user_id']}", params={"k": 4}).json()
+        assert result.pop("request_id").endswith(f":{index}")
+        assert single.pop("request_id")
         assert result == single
 
 
@@ -442,7 +447,9 @@ def test_an_unexpected_error_is_a_logged_500_with_the_request_id(client, caplog)
     import dataclasses
 
     broken = dataclasses.replace(state, scorer=Broken(), candidates=type(state.candidates)())
-    client.app.state.service._state = broken
+    service = client.app.state.service
+    deployment = service.deployment
+    service._deployment = Deployment.single(broken, service.settings.policy)
     with caplog.at_level("ERROR"):
         response = client.get("/recommendations/1", headers={"X-Request-ID": "trace-me-42"})
     assert response.status_code == 500
@@ -452,7 +459,7 @@ def test_an_unexpected_error_is_a_logged_500_with_the_request_id(client, caplog)
     }
     assert response.headers["x-request-id"] == "trace-me-42"
     assert any("trace-me-42" in r.getMessage() for r in caplog.records)
-    client.app.state.service._state = state
+    service._deployment = deployment
     assert client.get("/recommendations/1").status_code == 200
 
 
@@ -469,5 +476,5 @@ def test_the_openapi_document_is_exact(client):
             for status, response in operation["responses"].items():
                 assert "X-Request-ID" in response["headers"], (method, path, status)
     events = schema["components"]["schemas"]["FeedbackBatch"]["properties"]["events"]["items"]
-    assert set(events["discriminator"]["mapping"]) == {"impression", "click", "rating"}
+    assert set(events["discriminator"]["mapping"]) == {"impression", "click", "play", "rating"}
     assert "rating" not in schema["components"]["schemas"]["ClickEvent"]["properties"]

@@ -382,9 +382,12 @@ def test_json_bodies_equal_the_pydantic_schemas():
             "12",
             None,
             {"retrieval": 0.1},
+            request_id="r-1",
         ),
-        Recommendation(8, [], "12", "cold_start", {}),
-        Recommendation(9, [RecommendedItem(1, 2.0, 1, "Amélie")], "12", "degraded", {}),
+        Recommendation(8, [], "12", "cold_start", {}, request_id="r-2", experiment="e", arm="a"),
+        Recommendation(
+            9, [RecommendedItem(1, 2.0, 1, "Amélie")], "12", "degraded", {}, request_id="r-3"
+        ),
     ]
     for result in results:
         body = recommendation_json(result)
@@ -397,6 +400,8 @@ def test_json_bodies_equal_the_pydantic_schemas():
     assert [r.user_id for r in batch.results] == [7, 8, 9]
     assert batch.results[0].items[1].title is None
     assert batch.results[2].fallback == "degraded"
+    assert [r.request_id for r in batch.results] == ["r-1", "r-2", "r-3"]
+    assert (batch.results[1].experiment, batch.results[1].arm) == ("e", "a")
 
 
 def test_metrics_dir_is_emptied_of_metric_files_only(tmp_path):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from serving.api.deps import ServingDep
+from serving.api.deps import Serving, ServingDep
 from serving.encoding import batch_json, recommendation_json
 from serving.schemas import (
     MAX_GENRE_LENGTH,
@@ -18,6 +18,7 @@ from serving.schemas import (
     ErrorResponse,
     RecommendationResponse,
 )
+from serving.service import Recommendation
 from serving.timing import server_timing
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
@@ -27,6 +28,29 @@ ERRORS: dict[int | str, dict[str, object]] = {
     422: {"model": ErrorResponse},
     503: {"model": ErrorResponse, "description": "No model loaded (the reason says why)."},
 }
+
+
+def _recommend(
+    serving: Serving,
+    user_id: int,
+    k: int,
+    exclude_seen: bool,
+    genre: str | None,
+    request_id: str | None,
+) -> Recommendation:
+    """One slate from the request's deployment (or its state alone), logged as served."""
+    service = serving.service
+    if serving.deployment is None:
+        result = service.recommend(
+            user_id, k, exclude_seen, genre, serving.state, request_id=request_id
+        )
+    else:
+        result = service.recommend(
+            user_id, k, exclude_seen, genre, deployment=serving.deployment, request_id=request_id
+        )
+    if serving.impressions is not None:
+        serving.impressions.log(result)
+    return result
 
 
 @router.get("/{user_id}", response_model=RecommendationResponse, responses=ERRORS)
@@ -42,8 +66,10 @@ async def recommend_one(
         Query(min_length=1, max_length=MAX_GENRE_LENGTH, description="Only this genre."),
     ] = None,
 ) -> Response:
-    """Top ``k`` items for ``user_id`` (``fallback`` says when the answer is not personal)."""
-    result = serving.service.recommend(user_id, k, exclude_seen, genre, state=serving.state)
+    """Top ``k`` items for ``user_id`` (``fallback`` says when the answer is not personal).
+
+    The served slate is logged under the response's ``request_id`` (``X-Request-ID``)."""
+    result = _recommend(serving, user_id, k, exclude_seen, genre, serving.request_id)
     started = time.perf_counter()
     body = recommendation_json(result)
     stages = {**result.stages, "serialisation": time.perf_counter() - started}
@@ -63,8 +89,15 @@ async def recommend_batch(request: BatchRecommendationRequest, serving: ServingD
             f"{serving.settings.max_batch_users} (REELRANK_MAX_BATCH_USERS); split the request.",
         )
     results = [
-        serving.service.recommend(user, request.k, request.exclude_seen, request.genre, state=state)
-        for user in request.user_ids
+        _recommend(
+            serving,
+            user,
+            request.k,
+            request.exclude_seen,
+            request.genre,
+            f"{serving.request_id}:{i}",
+        )
+        for i, user in enumerate(request.user_ids)
     ]
     started = time.perf_counter()
     body = batch_json(results, state.info.version)

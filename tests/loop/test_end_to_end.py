@@ -1,0 +1,109 @@
+"""The loop end to end on a store built by the pipeline (300 users, 200 items, 20,000
+events): simulated users against a real server, their logs ingested (a second ingestion
+adds nothing), and the loop flow in process: simulate -> ingest -> retrain -> gate ->
+reload (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reelrank.config import Settings
+from reelrank.data.ingest import read_lake
+from tests.serving.conftest import ROOT, pipeline_store  # noqa: F401 (the fixture)
+from tests.serving.test_server_process import ENV_OF_THIS_PROCESS, start_server, stop_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group("serving")]
+
+
+@pytest.fixture
+def store(pipeline_store: Path, tmp_path: Path) -> Path:  # noqa: F811
+    """A self-contained copy (training in it must not write into the shared store)."""
+    from reelrank.loop.study import copy_data_dir
+
+    return copy_data_dir(pipeline_store, tmp_path / "data")
+
+
+def _cli(data: Path, *args: str, timeout: float = 600) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_OF_THIS_PROCESS}
+    env |= {"REELRANK_DATA_DIR": str(data), "PREFECT_HOME": str(data.parent / "prefect")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", *args], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=timeout,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done.stdout
+
+
+def test_simulated_users_against_the_server_then_ingestion_twice(store: Path):
+    process, base = start_server({"REELRANK_DATA_DIR": str(store)})
+    try:
+        days = json.loads(
+            _cli(
+                store,
+                "simulate",
+                "--api",
+                base,
+                "--days",
+                "2",
+                "--users",
+                "30",
+                "--seed",
+                "1",
+                "--json",
+            )
+        )
+        metrics = httpx.get(f"{base}/metrics", timeout=30).text
+    finally:
+        stop_server(process)
+    assert [d["visits"] for d in days] == [30, 30]
+    assert "reelrank_impressions_written_total 60.0" in metrics
+    time.sleep(2.5)  # past the ingestion's grace period
+    first = json.loads(_cli(store, "ingest-feedback", "--json"))
+    assert (first["impressions"]["read"], first["impressions"]["accepted"]) == (60, 60)
+    assert first["feedback"]["accepted"] == first["feedback"]["read"] >= 600
+    assert first["impressions"]["quarantined"] == first["feedback"]["quarantined"] == 0
+    assert first["totals"]["play"] == sum(d["plays"] for d in days)
+    second = json.loads(_cli(store, "ingest-feedback", "--json"))
+    assert second["impressions"]["read"] == second["feedback"]["read"] == 0
+    assert set(second["added"].values()) == {0}
+    assert not second["wrote"]
+    events = read_lake(Settings(data_dir=store).lake_path).events
+    assert (events["origin"] == "feedback").sum() == first["totals"]["events_from_feedback"] > 0
+
+
+def test_the_loop_retrains_on_what_it_served_and_serves_the_retrained_model(store: Path):
+    """One round (the suite's budget): served by version 1, retrained into version 2,
+    promoted (gate=always) and reloaded; ``reelrank loop --rounds 3`` runs the same flow."""
+    record = store.parent / "rounds.json"
+    _cli(
+        store, "loop", "--rounds", "1", "--users", "40", "--gate", "always", "--folds", "2",
+        "--policy", '{"kind": "epsilon", "epsilon": 0.5, "pool": 30}', "--record", str(record),
+        timeout=900,
+    )  # fmt: skip
+    (only,) = json.loads(record.read_text())
+    assert only["round"] == 1
+    assert only["served_version"] == "1"
+    assert only["trained_version"] == only["next_version"] == "2"  # promoted and reloaded
+    assert only["visits"] == 40
+    assert only["feedback_quarantined"] == 0
+    assert 0 < only["true_play_rate"] < 1
+    assert 0 < only["coverage"] <= 1
+    assert 0 <= only["exposure_gini"] < 1
+    events = read_lake(Settings(data_dir=store).lake_path).events
+    assert (events["origin"] == "feedback").sum() == only["events_added"] > 0
+    slates = [
+        json.loads(line)
+        for p in (store / "impressions").glob("*.jsonl")
+        for line in p.read_text().splitlines()
+    ]
+    assert len(slates) == 40
+    assert {s["policy"] for s in slates} == {"epsilon(epsilon=0.5,pool=30)"}
+    assert any(s["slate_propensity"] < 1 for s in slates)  # some slates explored
