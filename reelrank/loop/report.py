@@ -65,6 +65,13 @@ def _comparison(runs: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _world(world: dict[str, Any]) -> str:
+    return (
+        f"{world['n_users']:,} users, {world['n_items']:,} items, {world['n_events']:,} "
+        f"events, seed {world['seed']}"
+    )
+
+
 def render_page(study: dict[str, Any]) -> str:
     """The markdown of the results page."""
     setup = study["setup"]
@@ -78,7 +85,8 @@ def render_page(study: dict[str, Any]) -> str:
         *study["commands"],
         "```",
         "",
-        f"Each run starts from a copy of the same data dir (world: {setup['world']}) and "
+        f"Each run starts from a copy of the same data dir (the synthetic world of "
+        f"{_world(setup['world'])}) and "
         f"runs {setup['rounds']} rounds of: one simulated day ({setup['users_per_day']} "
         f"visits, k={setup['k']}, simulator seed {setup['seed']}; users of "
         "`reelrank/loop/simulator.py`) -> `ingest-feedback` -> features -> train "
@@ -112,6 +120,7 @@ def plot(study: dict[str, Any], path: Path) -> Path:
             )  # fmt: skip
         axis.set_title(title)
         axis.set_xlabel("round")
+        axis.xaxis.get_major_locator().set_params(integer=True)
         axis.grid(alpha=0.3)
     axes.flat[0].legend()
     figure.suptitle("The feedback loop: what each round served")

@@ -23,7 +23,12 @@ def _round(n: int, gini: float) -> dict:
 
 STUDY = {
     "commands": ["reelrank run --dataset synthetic", "reelrank loop-study --base DIR"],
-    "setup": {"world": {"n_users": 300}, "rounds": 2, "users_per_day": 200, "k": 10}
+    "setup": {
+        "world": {"n_users": 300, "n_items": 200, "n_events": 20_000, "seed": 7},
+        "rounds": 2,
+        "users_per_day": 200,
+        "k": 10,
+    }
     | {"seed": 0, "gate": "always", "folds": 2},
     "runs": [
         {"label": "greedy", "policy_label": "greedy", "rounds": [_round(1, 0.7), _round(2, 0.75)]},
@@ -43,6 +48,7 @@ def test_the_page_shows_each_run_and_the_figure(tmp_path):
     assert "## epsilon" in page
     assert f"![The loop's metrics per round]({FIGURE})" in page
     assert "exposure Gini 0.700 -> 0.750 (+0.050)" in page
+    assert "300 users, 200 items, 20,000 events, seed 7" in page
     figure = plot(STUDY, tmp_path / FIGURE)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
