@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cli import loop, output, pipeline, results, scratch, service
+from cli import experiment, loop, output, pipeline, results, scratch, service
 from cli.batch import batch_recommend
 from cli.output import fail
 from reelrank.config import get_settings
@@ -27,17 +27,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(scratch.app, name="scratch")
+app.add_typer(experiment.app, name="experiment")
 for command in (pipeline.data, pipeline.features, pipeline.train, pipeline.run):
     app.command()(command)
 app.command()(results.evaluate)
 app.command()(service.serve)
 app.command()(service.deploy)
 app.command()(results.report)
+app.command(name="batch-recommend")(batch_recommend)
 app.command(name="ingest-feedback")(loop.ingest_feedback)
 app.command()(loop.simulate)
 app.command()(loop.loop)
 app.command(name="loop-study")(loop.loop_study)
-app.command(name="batch-recommend")(batch_recommend)
 
 
 def load_plugins(modules: list[str]) -> None:
