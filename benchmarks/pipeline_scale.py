@@ -181,6 +181,16 @@ def _stages(
     return rows
 
 
+def load_runs(path: Path) -> list[Run]:
+    """Runs from a JSON written by ``--out`` or from the lines this script prints."""
+    text = path.read_text()
+    if path.suffix == ".json":
+        records = json.loads(text)["runs"]
+    else:
+        records = [json.loads(line) for line in text.splitlines() if line.startswith('{"events"')]
+    return [Run(**record) for record in records]
+
+
 def exponent(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     """Least-squares slope of log(y) on log(x) (None with fewer than two usable points)."""
     pairs = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y > 0]
@@ -214,6 +224,24 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _sampling() -> str:
+    """The sampling rules in force (read from the code, so the page says what ran)."""
+    from reelrank.models.recommender import Recommender
+    from reelrank.models.sources import DEFAULT_EASE_MAX_ITEMS
+    from reelrank.training.ladder import TUNING_MAX_USERS
+    from reelrank.training.steps import EVALUATION_MAX_USERS
+
+    model = Recommender()
+    return (
+        f"Sampling in force: cross-validation, tuning and diagnostics on at most "
+        f"{EVALUATION_MAX_USERS:,} users' histories (the ladder's grid on at most "
+        f"{TUNING_MAX_USERS:,}); the final ranker's label windows from at most "
+        f"{model.ranker_sample_users:,} users, at most {model.ranker_max_users:,} label users "
+        f"per window; EASE on at most {DEFAULT_EASE_MAX_ITEMS:,} titles. The sources that "
+        "serve are fitted on every event."
+    )
+
+
 def markdown(runs: Sequence[Run], fits: dict[str, dict[str, float | None]], command: str) -> str:
     lines = [
         "# Results: the pipeline at 1M, 3M and 10M events",
@@ -243,7 +271,7 @@ def markdown(runs: Sequence[Run], fits: dict[str, dict[str, float | None]], comm
             f"| {r.events:,} | {r.users:,} | {r.items:,} | {r.load_before:.1f} | {r.wall_s:,.0f} "
             f"| {r.peak_process_mib:,.0f} | {r.peak_tree_mib:,.0f} | {r.exit_code} |"
         )
-    lines += ["", "## Per stage (wall s / peak RSS MiB of the process)", ""]
+    lines += ["", _sampling(), "", "## Per stage (wall s / peak RSS MiB of the process)", ""]
     header = (
         "| stage | " + " | ".join(f"{r.events:,}" for r in runs) + " | exponent: time | memory |"
     )
@@ -274,14 +302,21 @@ def markdown(runs: Sequence[Run], fits: dict[str, dict[str, float | None]], comm
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sizes", nargs="+", default=list(DEFAULT_SIZES), help="events:users:items"
+        "--sizes", nargs="*", default=list(DEFAULT_SIZES), help="events:users:items"
+    )
+    parser.add_argument(
+        "--include",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="runs measured earlier: a JSON written by --out, or this script's printed log",
     )
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between RSS samples")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     parser.add_argument("--markdown", type=Path, default=None, help="write the results page")
     parser.add_argument("extra", nargs="*", help="more `reelrank run` arguments (after --)")
     args = parser.parse_args()
-    runs = []
+    runs = [run for path in args.include for run in load_runs(path)]
     for size in args.sizes:
         events, users, items = (int(part) for part in size.split(":"))
         run = run_size(events, users, items, args.interval, args.extra)
