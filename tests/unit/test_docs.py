@@ -68,6 +68,8 @@ ROOT_FILES = frozenset(
 #: Created at run time (git-ignored), never committed: mentioned, not checked.
 RUNTIME_PREFIXES = ("data/", ".venv/", ".local-stack/")
 RUNTIME_PATHS = frozenset({".env", "data", ".venv"})
+#: Paths inside an MLflow run's artifacts (not files of the repository).
+ARTIFACT_PATHS = frozenset({"evaluation/model_card.md"})
 #: Placeholders and machine-specific examples the docs use on purpose.
 EXAMPLE_PATHS = frozenset(
     {
@@ -247,6 +249,7 @@ def _is_allowed_without_file(path: str) -> bool:
     return (
         path in EXAMPLE_PATHS
         or path in RUNTIME_PATHS
+        or path in ARTIFACT_PATHS
         or path.startswith(RUNTIME_PREFIXES)
         or (path.startswith(GENERATED_PREFIX) and not results_committed())
     )
