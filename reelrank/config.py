@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reelrank.experiments.config import Experiment, GreedyPolicy, PolicyConfig
+from reelrank.models.reranking import RerankStrengths
 
 Environment = Literal["development", "test", "production"]
 OnlineStoreKind = Literal["sqlite", "redis"]
@@ -131,6 +132,13 @@ class Settings(BaseSettings):
         description='How a slate is chosen from the ranked candidates, as JSON: {"kind": '
         '"greedy"} (default), {"kind": "epsilon", "epsilon": 0.1, "pool": 20} or {"kind": '
         '"plackett-luce", "temperature": 1.0, "pool": 20} (reelrank/experiments/config.py).',
+    )
+    rerank: RerankStrengths = Field(
+        default_factory=RerankStrengths,
+        description='The re-ranking stage\'s default strengths, as JSON: {"diversity": 0.1, '
+        '"freshness": 0.0, "long_tail": 0.1, "freshness_half_life_days": 180} (the default '
+        "chosen on the results pages; all 0 keeps the ranker's order). A request may override "
+        "each (reelrank/models/reranking.py).",
     )
     experiment: Experiment | None = Field(
         default=None,

@@ -57,7 +57,7 @@ STAGE_BUCKETS: Final = (
     0.05,
     0.1,
 )
-STAGES: Final = ("retrieval", "features", "ranking", "serialisation")
+STAGES: Final = ("retrieval", "features", "ranking", "reranking", "serialisation")
 MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
 """Where prometheus_client keeps multiprocess values (read when it is imported)."""
 OUR_MULTIPROC_DIR: Final = "REELRANK_METRICS_MULTIPROC_DIR"

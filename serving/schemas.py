@@ -21,6 +21,8 @@ MAX_FEEDBACK_EVENTS: Final = 1000
 MAX_BATCH_USERS: Final = 10_000
 """The largest ``REELRANK_MAX_BATCH_USERS`` (the OpenAPI document shows the configured one)."""
 MAX_GENRE_LENGTH: Final = 64
+MAX_EXCLUDE: Final = 100
+"""Items one request may exclude from its row."""
 MAX_VERSION_LENGTH: Final = 64
 MAX_REQUEST_ID_LENGTH: Final = 80
 REQUEST_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,80}$"
@@ -65,6 +67,11 @@ Timestamp = Annotated[
 ]
 FallbackKind = Literal["cold_start", "degraded"]
 Genre = Annotated[str, Field(min_length=1, max_length=MAX_GENRE_LENGTH, strict=True)]
+DIVERSITY_HELP: Final = "Re-ranking: MMR diversity over genres, 0..1 (default REELRANK_RERANK's)."
+FRESHNESS_HELP: Final = "Re-ranking: boost of new releases, 0..1 (default REELRANK_RERANK's)."
+LONG_TAIL_HELP: Final = "Re-ranking: boost of less popular titles, 0..1 (REELRANK_RERANK's)."
+EXCLUDE_HELP: Final = f"Item ids never to show in this row (at most {MAX_EXCLUDE})."
+Strength = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
 class RecommendedItem(BaseModel):
@@ -108,6 +115,10 @@ class BatchRecommendationRequest(BaseModel):
     k: K = 10
     exclude_seen: StrictBool = True
     genre: Genre | None = None
+    diversity: Strength | None = Field(default=None, description=DIVERSITY_HELP)
+    freshness: Strength | None = Field(default=None, description=FRESHNESS_HELP)
+    long_tail: Strength | None = Field(default=None, description=LONG_TAIL_HELP)
+    exclude: list[ItemId] = Field(default=[], max_length=MAX_EXCLUDE, description=EXCLUDE_HELP)
 
 
 class BatchRecommendationResponse(BaseModel):

@@ -14,10 +14,14 @@ The hot path (one user) mirrors ``Recommender.recommend`` stage by stage, in arr
    model's snapshot row and ``fallback="degraded"``), and the scorer's request-time inputs
    (:mod:`serving.scoring`, assembled with the model's own feature layout);
 3. ranking: the scorer's scores, exactly the ranker's;
-4. the slate: the top ``k`` after the optional genre filter (the greedy policy), or the
-   ``k`` a stochastic policy draws from the best candidates with the propensity of each
-   choice (:mod:`reelrank.loop.policy`, seeded from the request id), with titles from the
-   model's catalogue.
+4. re-ranking, the slate: under the greedy policy, the row of ``k`` the re-ranker makes
+   of the candidates (:mod:`reelrank.models.reranking`: the request's exclusions and
+   unreleased titles filtered, the optional genre kept, freshness and long-tail boosts,
+   diversity by MMR; the strengths are ``REELRANK_RERANK`` unless the request overrides
+   them), or the ``k`` a stochastic policy draws from the best candidates with the
+   propensity of each choice (:mod:`reelrank.loop.policy`, seeded from the request id;
+   the filters apply, the strengths do not, so the logged propensities stay those of the
+   policy on the ranker's scores), with titles from the model's catalogue.
 
 With an experiment (:mod:`serving.deployment`) the user's arm decides the model state
 and the policy; the answer names the experiment and the arm. Logging the served slate is
@@ -40,6 +44,7 @@ from reelrank.config import Settings
 from reelrank.exceptions import FeatureStoreError, ModelNotFoundError, ReelRankError
 from reelrank.experiments.config import GreedyPolicy, PolicyConfig
 from reelrank.loop.policy import SlateDraw, draw_slate, policy_seed
+from reelrank.models.reranking import RerankConfig, allowed, rerank
 from serving.candidates import cache_key, retrieve_one
 from serving.deployment import ArmState, Deployment, ModelLoader, build_experiment
 from serving.precomputed import PrecomputedLists
@@ -95,6 +100,7 @@ class Recommendation:
     k: int = 10
     exclude_seen: bool = True
     genre: str | None = None
+    rerank: RerankConfig | None = None
 
 
 class ServiceUnavailableError(ReelRankError):
@@ -126,6 +132,7 @@ class RecommendationService:
         self._deployment: Deployment | None = None
         self._reason: str = "the model has not been loaded yet"
         self._reload_lock = threading.Lock()
+        self._default_rerank = settings.rerank.config()
         self._precomputed = (
             PrecomputedLists.from_settings(settings) if settings.serve_precomputed else None
         )
@@ -227,6 +234,7 @@ class RecommendationService:
         *,
         deployment: Deployment | None = None,
         request_id: str | None = None,
+        rerank: RerankConfig | None = None,
     ) -> Recommendation:
         """The slate for one user (see the module docstring for the stages).
 
@@ -235,6 +243,8 @@ class RecommendationService:
             deployment: serve with the user's arm of this deployment (default: the
                 current one), unless ``state`` is given.
             request_id: the request's id (seeds a stochastic policy; the log's key).
+            rerank: the re-ranking stage's strengths and filters (default:
+                ``REELRANK_RERANK``).
         """
         experiment: str | None = None
         if state is not None:
@@ -247,7 +257,8 @@ class RecommendationService:
         labels = {"request_id": request_id, "experiment": experiment, "arm": arm.name}
         if experiment is not None and deployment is not None:
             labels["design"] = deployment.design
-        return self._rank(user_id, k, exclude_seen, genre, arm, labels)
+        config = rerank if rerank is not None else self._default_rerank
+        return self._rank(user_id, k, exclude_seen, genre, arm, labels, config)
 
     def _rank(
         self,
@@ -257,21 +268,23 @@ class RecommendationService:
         genre: str | None,
         arm: ArmState,
         labels: dict[str, str | None],
+        config: RerankConfig,
     ) -> Recommendation:
         """The stages for one arm; ``labels``: request id, experiment, design, arm."""
         state, policy = arm.state, arm.policy
         stages: dict[str, float] = {}
         started = time.perf_counter()
+        # batch-recommend stores the greedy rows of the default re-ranking
         stored = (
             None
-            if policy.stochastic
+            if policy.stochastic or config != self._default_rerank
             else self._from_precomputed(state, user_id, k, exclude_seen, genre)
         )
         if stored is not None:  # REELRANK_SERVE_PRECOMPUTED: batch-recommend's list
             stages["retrieval"] = time.perf_counter() - started
-            stages["features"] = stages["ranking"] = 0.0
+            stages["features"] = stages["ranking"] = stages["reranking"] = 0.0
             plain: dict[str, Any] = {"policy": policy, "k": k, "exclude_seen": exclude_seen}
-            plain |= {"genre": genre, **labels}
+            plain |= {"genre": genre, "rerank": config, **labels}
             return Recommendation(user_id, stored, state.info.version, None, stages, None, **plain)
         row = state.user_index.get(user_id, -1)
         fallback: Fallback | None = None if row >= 0 else COLD_START
@@ -284,9 +297,9 @@ class RecommendationService:
         stages["retrieval"] = retrieved - started
         version = state.info.version
         common: dict[str, Any] = {"policy": policy, "k": k, "exclude_seen": exclude_seen}
-        common |= {"genre": genre, **labels}
+        common |= {"genre": genre, "rerank": config, **labels}
         if len(candidates.block.rows) == 0:
-            stages["features"] = stages["ranking"] = 0.0
+            stages["features"] = stages["ranking"] = stages["reranking"] = 0.0
             return Recommendation(user_id, [], version, fallback, stages, reason, **common)
         user_row = None
         if state.uses_features:
@@ -297,13 +310,17 @@ class RecommendationService:
         featured = time.perf_counter()
         stages["features"] = featured - retrieved
         scores = state.scorer.score(candidates, inputs)
+        scored = time.perf_counter()
+        stages["ranking"] = scored - featured
         drawn = None
+        now = time.time()
         if policy.stochastic:
             seed_text = labels["request_id"]
-            items, drawn = _drawn_items(state, candidates, scores, k, genre_mask, policy, seed_text)
+            mask = _allowed(state, candidates, genre_mask, config, now)
+            items, drawn = _drawn_items(state, candidates, scores, k, mask, policy, seed_text)
         else:
-            items = _top_items(state, candidates, scores, k, genre_mask)
-        stages["ranking"] = time.perf_counter() - featured
+            items = _reranked_items(state, candidates, scores, k, genre_mask, config, now)
+        stages["reranking"] = time.perf_counter() - scored
         return Recommendation(
             user_id, items, version, fallback, stages, reason, drawn=drawn, **common
         )
@@ -357,14 +374,15 @@ def _drawn_items(
     candidates: Candidates,
     scores: np.ndarray,
     k: int,
-    genre_mask: np.ndarray | None,
+    mask: np.ndarray,
     policy: PolicyConfig,
     request_id: str | None,
 ) -> tuple[list[RecommendedItem], Drawn]:
-    """The slate ``policy`` draws (seeded from the request id), with titles."""
+    """The slate ``policy`` draws (seeded from the request id) from the candidates
+    ``mask`` allows, with titles."""
     columns_all = candidates.block.item_columns
-    if genre_mask is not None:
-        scores = np.where(genre_mask[columns_all], scores, -np.inf)
+    if not mask.all():
+        scores = np.where(mask, scores, -np.inf)
     seed = policy_seed(request_id) if request_id is not None else secrets.randbits(64)
     draw = draw_slate(policy, scores, k, seed)
     catalogue = state.catalogue
@@ -384,22 +402,49 @@ def _drawn_items(
     return items, Drawn(draw, scores, catalogue.item_ids[columns_all])
 
 
-def _top_items(
+def _allowed(
+    state: ModelState,
+    candidates: Candidates,
+    genre_mask: np.ndarray | None,
+    config: RerankConfig,
+    now_seconds: float,
+) -> np.ndarray:
+    """The candidates a row may show: the re-ranker's hard filters and the genre."""
+    columns = candidates.block.item_columns
+    catalogue = state.catalogue
+    keep = allowed(columns, catalogue.item_ids, catalogue.attributes, config, now_seconds)
+    return keep if genre_mask is None else keep & genre_mask[columns]
+
+
+def _reranked_items(
     state: ModelState,
     candidates: Candidates,
     scores: np.ndarray,
     k: int,
     genre_mask: np.ndarray | None,
+    config: RerankConfig,
+    now_seconds: float,
 ) -> list[RecommendedItem]:
-    """The ``k`` best candidates (of the genre, when filtered), with their titles."""
+    """The row of ``k`` the re-ranker makes of the candidates (of the genre, when
+    filtered), with their titles; every strength at 0 is the ``k`` best by score."""
     columns_all = candidates.block.item_columns
-    if genre_mask is not None:
-        scores = np.where(genre_mask[columns_all], scores, -np.inf)
-    order = np.argsort(-scores, kind="stable")[:k]
-    if genre_mask is not None:
-        order = order[np.isfinite(scores[order])]
-    columns = columns_all[order]
     catalogue = state.catalogue
+    keep = (
+        np.arange(len(columns_all))
+        if genre_mask is None
+        else np.flatnonzero(genre_mask[columns_all])
+    )
+    picks = rerank(
+        scores[keep],
+        columns_all[keep],
+        catalogue.item_ids,
+        catalogue.attributes,
+        config,
+        k,
+        now_seconds,
+    )
+    order = keep[picks]
+    columns = columns_all[order]
     return [
         RecommendedItem(int(item), float(score), rank, title)
         for rank, (item, score, title) in enumerate(

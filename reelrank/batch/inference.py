@@ -28,6 +28,7 @@ from reelrank.batch.topk import chunks, lists_from_recommendations, write_lists
 from reelrank.config import Settings
 from reelrank.data.ingest import TABLE_FILES
 from reelrank.exceptions import DataSourceError
+from reelrank.models.reranking import RerankConfig
 from reelrank.schema import EVENTS, TIMESTAMP, USER_ID
 
 logger = logging.getLogger(__name__)
@@ -66,15 +67,23 @@ def active_users(settings: Settings, active_days: int | None = None) -> np.ndarr
     return np.sort(events[USER_ID].unique().astype("int64"))
 
 
-def recommend_lists(model: Any, users: np.ndarray, k: int) -> pd.DataFrame:
-    """One chunk: ``user_id, items, scores`` of ``model``'s top ``k`` for ``users``."""
-    return lists_from_recommendations(model.recommend(users, k=k, exclude_seen=True))
+def recommend_lists(
+    model: Any, users: np.ndarray, k: int, rerank: RerankConfig | None = None
+) -> pd.DataFrame:
+    """One chunk: ``user_id, items, scores`` of ``model``'s row of ``k`` for ``users``
+    (through the re-ranking stage ``rerank`` as of the end of training, when given)."""
+    found = model.recommend(users, k=k, exclude_seen=True, rerank=rerank)
+    return lists_from_recommendations(found)
 
 
-def recommend_in_chunks(model: Any, users: np.ndarray, k: int, chunk_size: int) -> pd.DataFrame:
+def recommend_in_chunks(
+    model: Any, users: np.ndarray, k: int, chunk_size: int, rerank: RerankConfig | None = None
+) -> pd.DataFrame:
     """Every user's list, ``chunk_size`` users at a time, in this process."""
-    parts = [recommend_lists(model, chunk, k) for chunk in chunks(users, chunk_size)]
-    return pd.concat(parts, ignore_index=True) if parts else recommend_lists(model, users, k)
+    parts = [recommend_lists(model, chunk, k, rerank) for chunk in chunks(users, chunk_size)]
+    return (
+        pd.concat(parts, ignore_index=True) if parts else recommend_lists(model, users, k, rerank)
+    )
 
 
 def batch_recommend(
@@ -94,14 +103,15 @@ def batch_recommend(
     number = str(getattr(version, "version", version))
     users = active_users(settings, active_days)
     say(f"{len(users):,} active users, champion version {number}, k={k}")
+    rerank = settings.rerank.config()  # the rows the service serves by default
     started = time.perf_counter()
     if uses_ray(settings):
         from reelrank.engines.ray_batch import recommend_on_ray
 
-        lists = recommend_on_ray(settings, model, users, k, chunk_size)
+        lists = recommend_on_ray(settings, model, users, k, chunk_size, rerank)
         engine = "ray"
     else:
-        lists = recommend_in_chunks(model, users, k, chunk_size)
+        lists = recommend_in_chunks(model, users, k, chunk_size, rerank)
         engine = "local"
     compute = time.perf_counter() - started
     rows, write_seconds = write_lists(settings, lists, number)

@@ -17,22 +17,30 @@ from reelrank.batch.inference import recommend_lists
 from reelrank.batch.topk import chunks
 from reelrank.config import Settings
 from reelrank.engines import ray_cluster
+from reelrank.models.reranking import RerankConfig
 from reelrank.schema import USER_ID
 
 
 class _ModelActor:
     """Holds the model (fetched once per actor); maps a batch of users to their lists."""
 
-    def __init__(self, model: Any, k: int) -> None:
+    def __init__(self, model: Any, k: int, rerank: RerankConfig | None) -> None:
         self.model = ray_cluster.get(model)
         self.k = k
+        self.rerank = rerank
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        return recommend_lists(self.model, batch[USER_ID].to_numpy("int64"), self.k)
+        users = batch[USER_ID].to_numpy("int64")
+        return recommend_lists(self.model, users, self.k, self.rerank)
 
 
 def recommend_on_ray(
-    settings: Settings, model: Any, users: np.ndarray, k: int, chunk_size: int
+    settings: Settings,
+    model: Any,
+    users: np.ndarray,
+    k: int,
+    chunk_size: int,
+    rerank: RerankConfig | None = None,
 ) -> pd.DataFrame:
     """Every user's list (``user_id, items, scores``, by user id), computed on the cluster."""
     import ray.data
@@ -47,7 +55,7 @@ def recommend_on_ray(
         # model actors hold.
         mapped = ray.data.from_pandas(blocks).map_batches(
             _ModelActor,
-            fn_constructor_args=(ray_cluster.put(model), k),
+            fn_constructor_args=(ray_cluster.put(model), k, rerank),
             batch_size=chunk_size,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=actors),

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from reelrank.exceptions import ValidationError
 
@@ -71,6 +72,20 @@ class RerankConfig:
     def with_exclusions(self, items: Iterable[int]) -> RerankConfig:
         return replace(self, exclude=frozenset(int(i) for i in items) | self.exclude)
 
+    def with_strengths(
+        self,
+        diversity: float | None = None,
+        freshness: float | None = None,
+        long_tail: float | None = None,
+    ) -> RerankConfig:
+        """A copy with the strengths that are given (``None`` keeps this one's)."""
+        return replace(
+            self,
+            diversity=self.diversity if diversity is None else diversity,
+            freshness=self.freshness if freshness is None else freshness,
+            long_tail=self.long_tail if long_tail is None else long_tail,
+        )
+
 
 NO_RERANKING: Final = RerankConfig()
 DEFAULT_RERANK: Final = RerankConfig(diversity=0.1, freshness=0.0, long_tail=0.1)
@@ -78,6 +93,38 @@ DEFAULT_RERANK: Final = RerankConfig(diversity=0.1, freshness=0.0, long_tail=0.1
 trade-off measured on the last time fold of both datasets (the results pages): each
 strength at the largest measured value that alone costs at most 2.5 % of nDCG@10 on both
 (freshness: none does)."""
+
+
+def _strength(default: float, what: str) -> Any:
+    return Field(default, ge=0.0, le=1.0, allow_inf_nan=False, description=what)
+
+
+class RerankStrengths(BaseModel):
+    """The re-ranker's strengths as configuration (``REELRANK_RERANK``, as JSON).
+
+    The defaults are :data:`DEFAULT_RERANK`'s; a request may override each strength and
+    add an exclusion list (the API's query parameters).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    diversity: float = _strength(DEFAULT_RERANK.diversity, "MMR trade-off over genres.")
+    freshness: float = _strength(DEFAULT_RERANK.freshness, "Boost of new releases.")
+    long_tail: float = _strength(DEFAULT_RERANK.long_tail, "Boost of less popular titles.")
+    freshness_half_life_days: float = Field(
+        DEFAULT_RERANK.freshness_half_life_days,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="Age at which the freshness boost halves.",
+    )
+
+    def config(self) -> RerankConfig:
+        return RerankConfig(
+            diversity=self.diversity,
+            freshness=self.freshness,
+            long_tail=self.long_tail,
+            freshness_half_life_days=self.freshness_half_life_days,
+        )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from reelrank.config import Settings
 from reelrank.exceptions import ModelNotFoundError
+from reelrank.models.reranking import DEFAULT_RERANK
 from reelrank.schema import GENRES, ITEM_ID, TITLE
 from serving.api.deps import Serving, get_serving
 from serving.app import create_app
@@ -60,7 +61,7 @@ def test_recommendations_match_the_model(client, fitted_model):
         response = client.get(f"/recommendations/{user}", params={"k": 7})
         assert response.status_code == 200
         body = response.json()
-        expected = fitted_model.recommend([user], k=7)
+        expected = fitted_model.recommend([user], k=7, rerank=DEFAULT_RERANK)
         assert [i["item_id"] for i in body["items"]] == expected["item_id"].tolist()
         np.testing.assert_allclose([i["score"] for i in body["items"]], expected["score"])
         assert [i["rank"] for i in body["items"]] == list(range(1, 8))
@@ -95,7 +96,7 @@ def test_genre_filter_keeps_only_that_genre(client, fitted_model, small_world):
 def test_unknown_user_gets_cold_start(client, fitted_model):
     body = client.get("/recommendations/987654321", params={"k": 5}).json()
     assert body["fallback"] == "cold_start"
-    expected = fitted_model.recommend([987654321], k=5)
+    expected = fitted_model.recommend([987654321], k=5, rerank=DEFAULT_RERANK)
     assert [i["item_id"] for i in body["items"]] == expected["item_id"].tolist()
 
 
@@ -106,7 +107,7 @@ def test_online_store_failure_degrades_with_200(client, fitted_model, reader):
     assert response.status_code == 200
     assert response.json()["fallback"] == "degraded"
     # Degraded answers use the model's snapshot: here the same features, so same items.
-    expected = fitted_model.recommend([user], k=10)
+    expected = fitted_model.recommend([user], k=10, rerank=DEFAULT_RERANK)
     assert [i["item_id"] for i in response.json()["items"]] == expected["item_id"].tolist()
     metrics = client.get("/metrics").text
     assert 'reelrank_fallbacks_total{kind="degraded"} 1.0' in metrics
@@ -116,7 +117,7 @@ def test_server_timing_and_metrics(client, fitted_model):
     user = known_users(fitted_model)[0]
     response = client.get(f"/recommendations/{user}")
     stages = [part.split(";")[0] for part in response.headers["server-timing"].split(", ")]
-    assert stages == ["retrieval", "features", "ranking", "serialisation"]
+    assert stages == ["retrieval", "features", "ranking", "reranking", "serialisation"]
     client.get("/recommendations/not-a-number")
     text = client.get("/metrics").text
     assert (
@@ -159,6 +160,13 @@ def test_metrics_ignore_the_multiprocess_directory_feast_sets(client, fitted_mod
         ("post", "/recommendations", {"json": {"user_ids": [1, 2, 3, 4, 5, 6]}}),
         ("post", "/recommendations", {"json": {"user_ids": [1], "k": 1000}}),
         ("post", "/recommendations", {"json": [1, 2]}),
+        ("get", "/recommendations/1", {"params": {"diversity": 1.5}}),
+        ("get", "/recommendations/1", {"params": {"long_tail": "nan"}}),
+        ("get", "/recommendations/1", {"params": {"freshness": "-0.1"}}),
+        ("get", "/recommendations/1", {"params": {"exclude": ["x"]}}),
+        ("get", "/recommendations/1", {"params": {"exclude": list(range(101))}}),
+        ("post", "/recommendations", {"json": {"user_ids": [1], "diversity": "0.5"}}),
+        ("post", "/recommendations", {"json": {"user_ids": [1], "exclude": [-1]}}),
         ("post", "/feedback", {"json": {"events": []}}),
         (
             "post",
@@ -182,6 +190,63 @@ def test_invalid_input_gets_4xx_with_a_message(client, method, path, kwargs):
     response = getattr(client, method)(path, **kwargs)
     assert 400 <= response.status_code < 500, response.text
     assert response.json()["detail"]
+
+
+def _ids(response) -> list[int]:
+    assert response.status_code == 200, response.text
+    return [item["item_id"] for item in response.json()["items"]]
+
+
+def test_the_row_is_reranked_by_default_and_each_strength_overridable(client, fitted_model):
+    off = {"diversity": 0, "freshness": 0, "long_tail": 0}
+    moved = 0
+    for user in known_users(fitted_model):
+        plain = fitted_model.recommend([user], k=10)["item_id"].tolist()  # the ranker's order
+        assert _ids(client.get(f"/recommendations/{user}", params=off)) == plain
+        default = _ids(client.get(f"/recommendations/{user}"))
+        expected = fitted_model.recommend([user], k=10, rerank=DEFAULT_RERANK)
+        assert default == expected["item_id"].tolist()
+        diverse = _ids(client.get(f"/recommendations/{user}", params={"diversity": 0.9}))
+        # the strengths not given stay the default's (long_tail 0.1)
+        strong = DEFAULT_RERANK.with_strengths(diversity=0.9)
+        assert diverse == fitted_model.recommend([user], k=10, rerank=strong)["item_id"].tolist()
+        moved += diverse != plain
+    assert moved, "a strong diversity setting changed no user's row"
+
+
+def test_excluded_items_are_never_shown(client, fitted_model):
+    user = known_users(fitted_model, 1)[0]
+    first = _ids(client.get(f"/recommendations/{user}", params={"k": 5}))
+    without = _ids(client.get(f"/recommendations/{user}", params={"k": 5, "exclude": first[:3]}))
+    assert len(without) == 5
+    assert not set(without) & set(first[:3])
+    off = {"diversity": 0, "long_tail": 0, "k": 5}
+    ranked = _ids(client.get(f"/recommendations/{user}", params=off | {"k": 8}))
+    filtered = _ids(client.get(f"/recommendations/{user}", params=off | {"exclude": ranked[:3]}))
+    assert filtered == ranked[3:8]  # the ranker's order, the excluded left out
+    body = client.post(
+        "/recommendations", json={"user_ids": [user], "k": 5, "exclude": first[:3]}
+    ).json()
+    assert [i["item_id"] for i in body["results"][0]["items"]] == without
+
+
+def test_a_stochastic_policy_keeps_the_filters(fitted_model, serving_settings, reader):
+    from reelrank.experiments.config import EpsilonPolicy
+    from reelrank.models.reranking import NO_RERANKING
+
+    settings = serving_settings.model_copy(update={"policy": EpsilonPolicy(epsilon=1.0, pool=30)})
+    service = RecommendationService(
+        settings, loader=lambda s: make_state(fitted_model, s, reader=reader)
+    )
+    service.load()
+    user = known_users(fitted_model, 1)[0]
+    shown = [i.item_id for i in service.recommend(user, 10, request_id="r1").items]
+    banned = NO_RERANKING.with_exclusions(shown)
+    again = service.recommend(user, 10, request_id="r1", rerank=banned)
+    assert again.items
+    assert not {i.item_id for i in again.items} & set(shown)
+    assert again.drawn is not None
+    assert "reranking" in again.stages
 
 
 def test_oversized_batch_message_names_the_limit(client):
@@ -300,7 +365,10 @@ def test_state_dependency_can_be_overridden(client, fitted_model, serving_settin
 
 def test_reload_under_concurrent_requests_loses_none(client, fitted_model):
     users = known_users(fitted_model, 5)
-    expected = {u: fitted_model.recommend([u], k=10)["item_id"].tolist() for u in users}
+    expected = {
+        u: fitted_model.recommend([u], k=10, rerank=DEFAULT_RERANK)["item_id"].tolist()
+        for u in users
+    }
     failures: list[str] = []
     seen_versions: set[str] = set()
     stop = threading.Event()

@@ -72,7 +72,8 @@ def test_the_service_answers_from_the_table_and_falls_back_online(
     from tests.serving.conftest import make_state
 
     users = np.asarray(fitted_model.interactions_.user_ids[:30], dtype=np.int64)
-    lists = recommend_in_chunks(fitted_model, users, 10, chunk_size=8)
+    # batch-recommend stores the rows of the default re-ranking, which the service serves
+    lists = recommend_in_chunks(fitted_model, users, 10, 8, settings.rerank.config())
     SqliteTopK(sqlite_path(settings)).write(lists, "1")
     online = RecommendationService(settings, loader=lambda s: make_state(fitted_model, s))
     online.load()
@@ -86,6 +87,8 @@ def test_the_service_answers_from_the_table_and_falls_back_online(
         assert got.model_version == "1"
     user = int(users[0])
     assert service.recommend(user, k=11).stages["ranking"] > 0  # longer than stored: online
+    other = settings.rerank.config().with_strengths(diversity=0.5)
+    assert service.recommend(user, k=10, rerank=other).stages["ranking"] > 0  # not stored
     unknown = int(users.max()) + 10_000
     assert service.recommend(unknown, k=10).stages["ranking"] > 0  # not in the table: online
     newer = RecommendationService(stored, loader=lambda s: make_state(fitted_model, s, "2"))

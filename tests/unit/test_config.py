@@ -64,3 +64,18 @@ def test_import_has_no_side_effects(tmp_path: Path) -> None:
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]", "importing reelrank created files"
+
+
+def test_the_rerank_default_is_the_chosen_one_and_overridable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from reelrank.models.reranking import DEFAULT_RERANK
+
+    assert Settings(data_dir=tmp_path).rerank.config() == DEFAULT_RERANK
+    monkeypatch.setenv("REELRANK_RERANK", '{"diversity": 0.3, "long_tail": 0}')
+    config = Settings(data_dir=tmp_path).rerank.config()
+    assert (config.diversity, config.freshness, config.long_tail) == (0.3, 0.0, 0.0)
+    for bad in ('{"diversity": 1.5}', '{"diversity": NaN}', '{"boost": 1}'):
+        monkeypatch.setenv("REELRANK_RERANK", bad)
+        with pytest.raises(ValidationError, match="rerank"):
+            Settings(data_dir=tmp_path)

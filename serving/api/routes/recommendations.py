@@ -7,9 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
+from reelrank.models.reranking import RerankConfig
 from serving.api.deps import Serving, ServingDep
 from serving.encoding import batch_json, recommendation_json
 from serving.schemas import (
+    DIVERSITY_HELP,
+    EXCLUDE_HELP,
+    FRESHNESS_HELP,
+    LONG_TAIL_HELP,
+    MAX_EXCLUDE,
     MAX_GENRE_LENGTH,
     MAX_ID,
     MAX_K,
@@ -30,6 +36,23 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
+StrengthQuery = Annotated[float | None, Query(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+def _rerank(
+    serving: Serving,
+    diversity: float | None,
+    freshness: float | None,
+    long_tail: float | None,
+    exclude: list[int],
+) -> RerankConfig | None:
+    """The request's re-ranking: ``REELRANK_RERANK`` with its overrides (None: none)."""
+    if diversity is None and freshness is None and long_tail is None and not exclude:
+        return None
+    default = serving.settings.rerank.config()
+    return default.with_strengths(diversity, freshness, long_tail).with_exclusions(exclude)
+
+
 def _recommend(
     serving: Serving,
     user_id: int,
@@ -37,16 +60,23 @@ def _recommend(
     exclude_seen: bool,
     genre: str | None,
     request_id: str | None,
+    rerank: RerankConfig | None = None,
 ) -> Recommendation:
     """One slate from the request's deployment (or its state alone), logged as served."""
     service = serving.service
     if serving.deployment is None:
         result = service.recommend(
-            user_id, k, exclude_seen, genre, serving.state, request_id=request_id
+            user_id, k, exclude_seen, genre, serving.state, request_id=request_id, rerank=rerank
         )
     else:
         result = service.recommend(
-            user_id, k, exclude_seen, genre, deployment=serving.deployment, request_id=request_id
+            user_id,
+            k,
+            exclude_seen,
+            genre,
+            deployment=serving.deployment,
+            request_id=request_id,
+            rerank=rerank,
         )
     if serving.impressions is not None:
         serving.impressions.log(result)
@@ -65,11 +95,20 @@ async def recommend_one(
         str | None,
         Query(min_length=1, max_length=MAX_GENRE_LENGTH, description="Only this genre."),
     ] = None,
+    diversity: Annotated[StrengthQuery, Query(description=DIVERSITY_HELP)] = None,
+    freshness: Annotated[StrengthQuery, Query(description=FRESHNESS_HELP)] = None,
+    long_tail: Annotated[StrengthQuery, Query(description=LONG_TAIL_HELP)] = None,
+    exclude: Annotated[
+        list[Annotated[int, Query(ge=0, le=MAX_ID)]],
+        Query(max_length=MAX_EXCLUDE, description=EXCLUDE_HELP + " Repeat: exclude=1&exclude=2."),
+    ] = [],  # noqa: B006 (FastAPI copies the default)
 ) -> Response:
-    """Top ``k`` items for ``user_id`` (``fallback`` says when the answer is not personal).
+    """Top ``k`` items for ``user_id`` (``fallback`` says when the answer is not personal),
+    through the re-ranking stage (``REELRANK_RERANK``, each strength overridable here).
 
     The served slate is logged under the response's ``request_id`` (``X-Request-ID``)."""
-    result = _recommend(serving, user_id, k, exclude_seen, genre, serving.request_id)
+    rerank = _rerank(serving, diversity, freshness, long_tail, exclude)
+    result = _recommend(serving, user_id, k, exclude_seen, genre, serving.request_id, rerank)
     started = time.perf_counter()
     body = recommendation_json(result)
     stages = {**result.stages, "serialisation": time.perf_counter() - started}
@@ -88,6 +127,9 @@ async def recommend_batch(request: BatchRecommendationRequest, serving: ServingD
             detail=f"batch of {len(request.user_ids)} users exceeds the limit of "
             f"{serving.settings.max_batch_users} (REELRANK_MAX_BATCH_USERS); split the request.",
         )
+    rerank = _rerank(
+        serving, request.diversity, request.freshness, request.long_tail, request.exclude
+    )
     results = [
         _recommend(
             serving,
@@ -96,6 +138,7 @@ async def recommend_batch(request: BatchRecommendationRequest, serving: ServingD
             request.exclude_seen,
             request.genre,
             f"{serving.request_id}:{i}",
+            rerank,
         )
         for i, user in enumerate(request.user_ids)
     ]
