@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
+import orjson
 
 from reelrank.loop.logs import IMPRESSIONS_PREFIX, append_lines
 from reelrank.loop.policy import marginal_propensities
@@ -98,6 +99,38 @@ def served_slate(result: Recommendation, served_at: float) -> ServedSlate:
     )
 
 
+def slate_json(result: Recommendation, served_at: float) -> bytes:
+    """:func:`served_slate`'s JSON line, built directly for a greedy slate (the common
+    case: a third of the writer's time per slate; byte-equal, tested) and through the
+    record for an exploring policy."""
+    if result.drawn is not None or result.request_id is None:
+        return served_slate(result, served_at).to_json()
+    items = [
+        {"position": item.rank, "item_id": item.item_id, "score": item.score,
+         "propensity": 1.0, "marginal_propensity": 1.0, "team": None}
+        for item in result.items
+    ]  # fmt: skip
+    return orjson.dumps(
+        {
+            "request_id": result.request_id,
+            "served_at": datetime.fromtimestamp(served_at, UTC),
+            "user_id": result.user_id,
+            "k": result.k,
+            "exclude_seen": result.exclude_seen,
+            "genre": result.genre,
+            "model_version": result.model_version,
+            "experiment": result.experiment,
+            "design": result.design,
+            "arm": result.arm,
+            "policy": result.policy.label,
+            "fallback": result.fallback,
+            "slate_propensity": 1.0,
+            "items": items,
+            "pool": None,
+        }
+    )
+
+
 class ImpressionLog:
     """Appends every served slate to the impression log, from a writer thread.
 
@@ -165,19 +198,23 @@ class ImpressionLog:
 
     # ------------------------------------------------------------------ writer thread
     def _run(self) -> None:
+        """Wake on the first slate of a batch, let the batch gather for
+        :data:`FLUSH_INTERVAL_S`, then take everything queued at once: one wake-up per
+        batch, not per slate (a wake-up per slate costs the request path the GIL, measured
+        at 40 % of the service's throughput by ``benchmarks/serving.py``)."""
         while True:
             first = self._queue.get()
+            batch: list[tuple[Recommendation, float]] = []
+            stop = first is None
             if first is None:
                 self._queue.task_done()
-                return
-            batch, stop = [first], False
-            deadline = time.monotonic() + FLUSH_INTERVAL_S
-            while len(batch) < BATCH_MAX:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
+            else:
+                batch.append(first)
+                if self._queue.qsize() < BATCH_MAX:  # else a full batch is already waiting
+                    time.sleep(FLUSH_INTERVAL_S)
+            while not stop and len(batch) < BATCH_MAX:
                 try:
-                    item = self._queue.get(timeout=remaining)
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
@@ -185,7 +222,8 @@ class ImpressionLog:
                     stop = True
                     break
                 batch.append(item)
-            self._write(batch)
+            if batch:
+                self._write(batch)
             if stop:
                 return
 
@@ -193,7 +231,7 @@ class ImpressionLog:
         lines: list[bytes] = []
         for result, served_at in batch:
             try:
-                lines.append(served_slate(result, served_at).to_json())
+                lines.append(slate_json(result, served_at))
             except Exception:  # a bug in one record must not lose the others
                 logger.exception("impression record of request %s not encoded", result.request_id)
                 self._count(ENCODE_ERROR, 1)

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
+import numba
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -200,12 +201,67 @@ def genre_bits(genres: np.ndarray) -> np.ndarray:
 def mmr_order(relevance: np.ndarray, bits: np.ndarray, diversity: float, k: int) -> np.ndarray:
     """Greedy maximal marginal relevance: positions of the ``k`` picks, in order.
 
+    A compiled loop (numba), the same picks as :func:`mmr_order_numpy` (the reference,
+    property-tested): on a 50-candidate pool and ``k`` = 10 the numpy version makes about
+    a hundred array calls (83 us per row), which the request path cannot afford.
+
     Args:
         relevance: the candidates' (boosted) relevance.
         bits: their genre bit sets (:func:`genre_bits`); similarity is the Jaccard index.
         diversity: the trade-off in [0, 1]; 0 is the relevance order.
         k: picks.
     """
+    n = len(relevance)
+    k = min(k, n)
+    if diversity == 0.0:
+        return np.argsort(-relevance, kind="stable")[:k]
+    values = np.ascontiguousarray(relevance, dtype=np.float64)
+    return _mmr_loop(values, np.ascontiguousarray(bits, dtype=np.uint64), float(diversity), k)
+
+
+@numba.njit(nogil=True, error_model="numpy", cache=True)
+def _popcount(value: np.uint64) -> int:  # pragma: no cover - compiled
+    count = 0
+    while value:
+        value &= value - np.uint64(1)
+        count += 1
+    return count
+
+
+@numba.njit(nogil=True, error_model="numpy", cache=True)
+def _mmr_loop(
+    relevance: np.ndarray, bits: np.ndarray, diversity: float, k: int
+) -> np.ndarray:  # pragma: no cover - compiled
+    n = relevance.shape[0]
+    sizes = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        sizes[i] = _popcount(bits[i])
+    value = (1.0 - diversity) * relevance
+    closest = np.zeros(n)
+    taken = np.zeros(n, dtype=np.bool_)
+    picked = np.empty(k, dtype=np.int64)
+    for step in range(k):
+        best, best_value = -1, -np.inf
+        for i in range(n):
+            if not taken[i]:
+                candidate = value[i] - diversity * closest[i]
+                if best < 0 or candidate > best_value:
+                    best, best_value = i, candidate
+        picked[step] = best
+        taken[best] = True
+        for i in range(n):
+            inter = float(_popcount(bits[i] & bits[best]))
+            union = sizes[i] + sizes[best] - inter
+            similarity = inter / union if union > 0 else 0.0
+            if similarity > closest[i]:
+                closest[i] = similarity
+    return picked
+
+
+def mmr_order_numpy(
+    relevance: np.ndarray, bits: np.ndarray, diversity: float, k: int
+) -> np.ndarray:
+    """The reference of :func:`mmr_order`, in numpy."""
     n = len(relevance)
     k = min(k, n)
     if diversity == 0.0:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reelrank.evaluation.metrics import intra_list_diversity
 from reelrank.exceptions import ValidationError
@@ -88,3 +90,21 @@ def test_the_recommender_reranks_as_of_the_given_time(fitted_genre_model) -> Non
         again[["user_id", "item_id"]].reset_index(drop=True),
         diverse[["user_id", "item_id"]].reset_index(drop=True),
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 80),
+    k=st.integers(1, 20),
+    diversity=st.sampled_from([0.0, 0.05, 0.1, 0.5, 0.9, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+    ties=st.booleans(),
+)
+def test_the_compiled_mmr_picks_what_the_numpy_reference_picks(n, k, diversity, seed, ties):
+    from reelrank.models.reranking import mmr_order, mmr_order_numpy
+
+    rng = np.random.default_rng(seed)
+    relevance = rng.integers(0, 4, n).astype(float) if ties else rng.random(n)
+    bits = genre_bits(rng.random((n, 19)) < 0.2)
+    got = mmr_order(relevance, bits, diversity, k)
+    assert got.tolist() == mmr_order_numpy(relevance, bits, diversity, k).tolist()

@@ -214,3 +214,20 @@ def test_the_in_process_simulator_feeds_the_feedback_source(fitted_model, tmp_pa
     day_zero = simulator.day_start(0)
     assert negatives["timestamp"].min() >= day_zero  # the world's clock, not the server's
     assert summary.added["events_from_feedback"] == summary.totals["click"]
+
+
+def test_the_fast_record_of_a_greedy_slate_is_the_records_json(fitted_model, tmp_path, users):
+    from serving.impressions import served_slate, slate_json
+    from serving.service import RecommendationService
+
+    settings = Settings(data_dir=tmp_path / "data")
+    reader = FakeUserReader(fitted_model.feature_provider_.user_frame)
+    service = RecommendationService(
+        settings, loader=lambda s: make_state(fitted_model, s, reader=reader)
+    )
+    service.load()
+    for index, user in enumerate([*users, 987654321]):
+        result = service.recommend(user, 10, genre="Drama" if index == 1 else None,
+                                   request_id=f"q{index}")  # fmt: skip
+        assert slate_json(result, 1.7e9 + index) == served_slate(result, 1.7e9 + index).to_json()
+        assert parse_slate(slate_json(result, 1.7e9)).request_id == f"q{index}"
