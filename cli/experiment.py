@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
 import typer
 
 from cli.options import JsonOpt
 from cli.output import console, fail, print_json
+from reelrank.config import get_settings
 from reelrank.exceptions import ReelRankError
+
+
+class Design(StrEnum):
+    """The designs ``experiment simulate`` runs."""
+
+    aa = "aa"
+    ab = "ab"
+
 
 app = typer.Typer(help="Online experiments: plan, analyse, simulate on ground truth, off-policy.")
 
@@ -47,3 +57,119 @@ def plan(
             else ""
         )
     )
+
+
+def _simulated_setup() -> tuple[Any, Any, Any]:
+    """The world's truth, the champion loaded in process, and users' pre-test activity."""
+    import pyarrow.parquet as pq
+
+    from cli.loop import _truth
+    from cli.pipeline import prefect_defaults
+    from reelrank.schema import USER_ID
+    from serving.service import RecommendationService
+
+    truth = _truth()
+    prefect_defaults()
+    settings = get_settings()
+    service = RecommendationService(settings)
+    service.load()
+    events = pq.read_table(settings.lake_path / "events.parquet", columns=[USER_ID])
+    pre_activity = events.to_pandas()[USER_ID].value_counts()
+    return truth, service, pre_activity
+
+
+@app.command("simulate")
+def simulate(
+    design: Annotated[
+        Design,
+        typer.Option(
+            "--design",
+            help="aa: both arms the champion (true effect 0); ab: the champion against "
+            "itself exploring (one slot swapped for a random lower-ranked candidate).",
+        ),
+    ] = Design.ab,
+    days: Annotated[int, typer.Option("--days", min=1, max=60, help="Simulated days.")] = 7,
+    users: Annotated[
+        int, typer.Option("--users", min=2, max=100_000, help="Visits per day.")
+    ] = 200,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Simulator seed and salt.")] = 0,
+    k: Annotated[int, typer.Option("--k", min=1, max=100, help="Items per row.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run an A/A or A/B test in process on the synthetic world: the estimate, its
+    interval and the true effect from the ground truth (reelrank/experiments/simulation.py)."""
+    from reelrank.experiments.simulation import (
+        SimulatedDesign,
+        experiment_config,
+        simulate_experiment,
+    )
+    from reelrank.loop.simulator import Simulator
+    from serving.inprocess import experiment_client
+
+    try:
+        truth, service, pre_activity = _simulated_setup()
+        chosen: SimulatedDesign = design.value
+        client = experiment_client(service, experiment_config(chosen, seed))
+        simulator = Simulator(truth, client, k=k, seed=seed)
+        run = simulate_experiment(simulator, client, chosen, days, users, pre_activity)
+    except ReelRankError as error:
+        raise fail(error) from error
+    if as_json:
+        print_json(run.record())
+        return
+    d = run.result.difference
+    console.print(
+        f"{chosen.upper()} test, {days} days x {users} visits (seed {seed}): {run.visits:,} "
+        f"slates to {run.result.control.users + run.result.treatment.users:,} users\n"
+        f"  play rate control {run.result.control.play_rate:.4f}, treatment "
+        f"{run.result.treatment.play_rate:.4f}\n"
+        f"  estimate {d.estimate:+.4f} plays per slate, 95% CI [{d.low:+.4f}, {d.high:+.4f}], "
+        f"p = {d.p_value:.3f}\n"
+        f"  true effect {run.true_effect:+.4f} (from the ground truth): "
+        + ("[green]covered[/]" if run.covered else "[red]not covered[/]")
+        + f"; sample ratio p = {run.result.srm.p_value:.3f}"
+    )
+
+
+@app.command("analyze")
+def analyze(
+    experiment: Annotated[
+        str, typer.Option("--experiment", help="The experiment's name (as served).")
+    ],
+    control: Annotated[
+        str | None,
+        typer.Option("--control", help="The control arm (default: the configured first arm)."),
+    ] = None,
+    log_mlflow: Annotated[
+        bool, typer.Option("--mlflow/--no-mlflow", help="Log the analysis as an MLflow run.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Analyse an experiment from the ingested logs (run `reelrank ingest-feedback` first):
+    per-arm rates, the difference with its interval at the user level, CUPED, the
+    sample-ratio check; the page goes to <data_dir>/reports/experiments/ and to MLflow."""
+    from reelrank.data.io import atomic_write_text
+    from reelrank.experiments.analysis import analyse_lake, render_page
+    from reelrank.experiments.tracking import log_analysis
+
+    settings = get_settings()
+    configured = settings.experiment
+    split = (
+        {arm.name: arm.weight for arm in configured.arms}
+        if configured is not None and configured.name == experiment
+        else None
+    )
+    try:
+        analysis = analyse_lake(settings.lake_path, experiment, control, split)
+    except ReelRankError as error:
+        raise fail(error) from error
+    page = render_page(analysis)
+    path = settings.reports_path / "experiments" / f"{experiment}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(page, path)
+    run_id = log_analysis(settings, analysis, page) if log_mlflow else None
+    if as_json:
+        print_json(analysis.record() | {"page": str(path), "mlflow_run_id": run_id})
+        return
+    console.print(page)
+    console.print(f"page: {path}" + (f"; MLflow run {run_id}" if run_id else ""))

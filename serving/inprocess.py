@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from reelrank.exceptions import ReelRankError
+from reelrank.experiments.config import Experiment
 from reelrank.loop.simulator import Row
+from serving.deployment import Deployment, build_experiment
 from serving.feedback import FeedbackLog
 from serving.impressions import ImpressionLog
 from serving.service import RecommendationService
@@ -56,3 +58,54 @@ class InProcessRowClient:
         if self._pending:
             self.feedback.append(self._pending)
         self._pending = []
+
+
+class ExperimentRowClient:
+    """Serves the simulator from ``deployment``'s arms, and keeps, for every visit, the
+    slate each arm would have served (:class:`reelrank.experiments.simulation.ArmsClient`).
+
+    Nothing is logged: a simulated experiment is analysed from its visits, and the data
+    dir's logs stay those of the real service.
+    """
+
+    def __init__(self, service: RecommendationService, deployment: Deployment) -> None:
+        self.service = service
+        self.deployment = deployment
+        self._slates: dict[str, dict[str, tuple[int, ...]]] = {}
+
+    def recommend(self, user_id: int, k: int, request_id: str) -> Row:
+        result = self.service.recommend(
+            user_id, k, deployment=self.deployment, request_id=request_id
+        )
+        shown = tuple(item.item_id for item in result.items)
+        slates: dict[str, tuple[int, ...]] = {}
+        for arm in self.deployment.arms:
+            if arm.name is None or arm.name == result.arm:
+                slates[str(arm.name)] = shown
+                continue
+            other = self.service.recommend_as(user_id, arm, k, request_id)
+            slates[arm.name] = tuple(item.item_id for item in other.items)
+        self._slates[request_id] = slates
+        return Row(request_id, user_id, shown, result.model_version, result.arm)
+
+    def slates(self, request_id: str) -> dict[str, tuple[int, ...]]:
+        return self._slates[request_id]
+
+    def send(self, events: Sequence[dict[str, Any]]) -> None:
+        """Feedback stays in the visits (nothing to post)."""
+
+    def end_day(self) -> None:
+        """Nothing is buffered."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def experiment_client(
+    service: RecommendationService, experiment: Experiment
+) -> ExperimentRowClient:
+    """A client serving ``experiment`` from ``service``'s loaded champion (every arm of a
+    simulated experiment names it; see :mod:`reelrank.experiments.simulation`)."""
+    champion = service.current()
+    deployment = build_experiment(service.settings, experiment, lambda _s, _ref: champion)
+    return ExperimentRowClient(service, deployment)

@@ -260,6 +260,15 @@ class RecommendationService:
         config = rerank if rerank is not None else self._default_rerank
         return self._rank(user_id, k, exclude_seen, genre, arm, labels, config)
 
+    def recommend_as(
+        self, user_id: int, arm: ArmState, k: int = 10, request_id: str | None = None
+    ) -> Recommendation:
+        """What ``arm`` would serve ``user_id`` (seen items excluded, the default
+        re-ranking): the counterfactual slate of an arm the user is not in."""
+        labels: dict[str, str | None] = {"request_id": request_id, "experiment": None}
+        labels["arm"] = arm.name
+        return self._rank(user_id, k, True, None, arm, labels, self._default_rerank)
+
     def _rank(
         self,
         user_id: int,

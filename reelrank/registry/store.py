@@ -33,6 +33,20 @@ def artifact_root(settings: Settings) -> str | None:
     return None
 
 
+def use_experiment(settings: Settings, name: str) -> str:
+    """Make ``name`` the active MLflow experiment, creating it with a local artifact root if
+    new; returns its id."""
+    import mlflow
+
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is None:
+        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_root(settings))
+    else:
+        experiment_id = existing.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return str(experiment_id)
+
+
 def client() -> MlflowClient:
     from mlflow import MlflowClient
 

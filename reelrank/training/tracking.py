@@ -21,7 +21,7 @@ import pandas as pd
 
 from reelrank.config import Settings
 from reelrank.registry.models import MODEL_ARTIFACT, RecommenderModel
-from reelrank.registry.store import artifact_root, configure
+from reelrank.registry.store import configure, use_experiment
 from reelrank.schema import USER_ID, Dataset
 from reelrank.training import plots
 from reelrank.training.config import CANDIDATE, TrainConfig
@@ -71,19 +71,6 @@ class TrainingRun:
     experiment: str
 
 
-def _use_experiment(settings: Settings, name: str) -> str:
-    """Make ``name`` the active experiment, creating it with a local artifact root if new."""
-    import mlflow
-
-    existing = mlflow.get_experiment_by_name(name)
-    if existing is None:
-        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_root(settings))
-    else:
-        experiment_id = existing.experiment_id
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return str(experiment_id)
-
-
 def start_run(
     settings: Settings,
     config: TrainConfig,
@@ -97,7 +84,7 @@ def start_run(
 
     configure(settings)
     experiment = experiment_name(config.dataset)
-    _use_experiment(settings, experiment)
+    use_experiment(settings, experiment)
     with mlflow.start_run(run_name=f"train-{config.dataset}") as run:
         mlflow.set_tags(
             {
