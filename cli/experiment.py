@@ -19,6 +19,7 @@ class Design(StrEnum):
 
     aa = "aa"
     ab = "ab"
+    interleaving = "interleaving"
 
 
 app = typer.Typer(help="Online experiments: plan, analyse, simulate on ground truth, off-policy.")
@@ -61,21 +62,17 @@ def plan(
 
 def _simulated_setup() -> tuple[Any, Any, Any]:
     """The world's truth, the champion loaded in process, and users' pre-test activity."""
-    import pyarrow.parquet as pq
-
-    from cli.loop import _truth
     from cli.pipeline import prefect_defaults
-    from reelrank.schema import USER_ID
+    from reelrank.experiments.analysis import lake_pre_activity
+    from reelrank.loop.simulator import world_truth
     from serving.service import RecommendationService
 
-    truth = _truth()
-    prefect_defaults()
     settings = get_settings()
+    truth = world_truth(settings)
+    prefect_defaults()
     service = RecommendationService(settings)
     service.load()
-    events = pq.read_table(settings.lake_path / "events.parquet", columns=[USER_ID])
-    pre_activity = events.to_pandas()[USER_ID].value_counts()
-    return truth, service, pre_activity
+    return truth, service, lake_pre_activity(settings.lake_path)
 
 
 @app.command("simulate")
@@ -85,7 +82,8 @@ def simulate(
         typer.Option(
             "--design",
             help="aa: both arms the champion (true effect 0); ab: the champion against "
-            "itself exploring (one slot swapped for a random lower-ranked candidate).",
+            "itself with a strong long-tail boost; interleaving: the same two, team-drafted "
+            "into every row.",
         ),
     ] = Design.ab,
     days: Annotated[int, typer.Option("--days", min=1, max=60, help="Simulated days.")] = 7,
@@ -98,6 +96,7 @@ def simulate(
 ) -> None:
     """Run an A/A or A/B test in process on the synthetic world: the estimate, its
     interval and the true effect from the ground truth (reelrank/experiments/simulation.py)."""
+    from reelrank.experiments.abtest import AbResult
     from reelrank.experiments.simulation import (
         SimulatedDesign,
         experiment_config,
@@ -117,18 +116,28 @@ def simulate(
     if as_json:
         print_json(run.record())
         return
-    d = run.result.difference
-    console.print(
-        f"{chosen.upper()} test, {days} days x {users} visits (seed {seed}): {run.visits:,} "
-        f"slates to {run.result.control.users + run.result.treatment.users:,} users\n"
-        f"  play rate control {run.result.control.play_rate:.4f}, treatment "
-        f"{run.result.treatment.play_rate:.4f}\n"
-        f"  estimate {d.estimate:+.4f} plays per slate, 95% CI [{d.low:+.4f}, {d.high:+.4f}], "
-        f"p = {d.p_value:.3f}\n"
-        f"  true effect {run.true_effect:+.4f} (from the ground truth): "
-        + ("[green]covered[/]" if run.covered else "[red]not covered[/]")
-        + f"; sample ratio p = {run.result.srm.p_value:.3f}"
-    )
+    estimate, low, high, p_value = run.estimate
+    lines = [f"{chosen.upper()} test, {days} days x {users} visits (seed {seed}): "
+             f"{run.visits:,} slates"]  # fmt: skip
+    if isinstance(run.result, AbResult):
+        r = run.result
+        lines.append(
+            f"  play rate control {r.control.play_rate:.4f}, treatment "
+            f"{r.treatment.play_rate:.4f} ({r.control.users + r.treatment.users:,} users; "
+            f"sample ratio p = {r.srm.p_value:.3f})"
+        )
+        unit = "plays per slate"
+    else:
+        lines.append(f"  rows won: control {run.result.wins_a:,}, treatment "
+                     f"{run.result.wins_b:,}, ties {run.result.ties:,}")  # fmt: skip
+        unit = "preference for the treatment"
+    covered = {True: "[green]covered[/]", False: "[red]not covered[/]", None: "another scale"}
+    lines += [
+        f"  estimate {estimate:+.4f} {unit}, 95% CI [{low:+.4f}, {high:+.4f}], p = {p_value:.3f}",
+        f"  true effect {run.true_effect:+.4f} plays per slate (from the ground truth): "
+        + covered[run.covered],
+    ]
+    console.print("\n".join(lines))
 
 
 @app.command("analyze")

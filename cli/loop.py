@@ -100,16 +100,9 @@ def ingest_feedback(
 
 # ----------------------------------------------------------------------------- simulate
 def _truth() -> GroundTruth:
-    from reelrank.data.ingest import read_summary
-    from reelrank.data.synthetic import GroundTruth
+    from reelrank.loop.simulator import world_truth
 
-    summary = read_summary(get_settings().lake_path)
-    if summary.get("dataset") != "synthetic":
-        raise ReelRankError(
-            "simulated users act on a synthetic world's ground truth; the lake holds "
-            f"{summary.get('dataset')!r}. Run `reelrank run --dataset synthetic` first."
-        )
-    return GroundTruth.load(Path(summary["source"]))
+    return world_truth(get_settings())
 
 
 def _day_records(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from reelrank.config import Settings
 from reelrank.experiments.assignment import Assigner
 from reelrank.experiments.config import Arm, Experiment, PolicyConfig
+from reelrank.models.reranking import RerankConfig
 from serving.state import ModelState
 
 ModelLoader = Callable[[Settings, str], ModelState]
@@ -30,6 +31,8 @@ class ArmState:
     name: str | None
     state: ModelState
     policy: PolicyConfig
+    rerank: RerankConfig | None = None
+    """The arm's re-ranking (None: ``REELRANK_RERANK``); a request's own overrides win."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,8 @@ def build_experiment(settings: Settings, experiment: Experiment, load: ModelLoad
     for arm in experiment.arms:
         if arm.model_ref not in loaded:
             loaded[arm.model_ref] = load(settings, arm.model_ref)
-        arms.append(ArmState(arm.name, loaded[arm.model_ref], _policy(arm, settings)))
+        rerank = arm.rerank.config() if arm.rerank is not None else None
+        arms.append(ArmState(arm.name, loaded[arm.model_ref], _policy(arm, settings), rerank))
     return Deployment(
         primary=arms[0], experiment=experiment, arms=tuple(arms), assigner=Assigner(experiment)
     )

@@ -77,6 +77,7 @@ def served_slate(result: Recommendation, served_at: float) -> ServedSlate:
             score=item.score,
             propensity=float(propensity[i]),
             marginal_propensity=None if marginal is None else float(marginal[i]),
+            team=None if result.teams is None else result.teams[i],
         )
         for i, item in enumerate(result.items)
     )
@@ -103,7 +104,7 @@ def slate_json(result: Recommendation, served_at: float) -> bytes:
     """:func:`served_slate`'s JSON line, built directly for a greedy slate (the common
     case: a third of the writer's time per slate; byte-equal, tested) and through the
     record for an exploring policy."""
-    if result.drawn is not None or result.request_id is None:
+    if result.drawn is not None or result.teams is not None or result.request_id is None:
         return served_slate(result, served_at).to_json()
     items = [
         {"position": item.rank, "item_id": item.item_id, "score": item.score,

@@ -72,15 +72,18 @@ class ExperimentRowClient:
         self.service = service
         self.deployment = deployment
         self._slates: dict[str, dict[str, tuple[int, ...]]] = {}
+        self._teams: dict[str, tuple[str, ...]] = {}
 
     def recommend(self, user_id: int, k: int, request_id: str) -> Row:
         result = self.service.recommend(
             user_id, k, deployment=self.deployment, request_id=request_id
         )
         shown = tuple(item.item_id for item in result.items)
+        if result.teams is not None:
+            self._teams[request_id] = result.teams
         slates: dict[str, tuple[int, ...]] = {}
         for arm in self.deployment.arms:
-            if arm.name is None or arm.name == result.arm:
+            if arm.name is None or (arm.name == result.arm and result.teams is None):
                 slates[str(arm.name)] = shown
                 continue
             other = self.service.recommend_as(user_id, arm, k, request_id)
@@ -90,6 +93,9 @@ class ExperimentRowClient:
 
     def slates(self, request_id: str) -> dict[str, tuple[int, ...]]:
         return self._slates[request_id]
+
+    def teams(self, request_id: str) -> tuple[str, ...] | None:
+        return self._teams.get(request_id)
 
     def send(self, events: Sequence[dict[str, Any]]) -> None:
         """Feedback stays in the visits (nothing to post)."""

@@ -43,6 +43,7 @@ import numpy as np
 from reelrank.config import Settings
 from reelrank.exceptions import FeatureStoreError, ModelNotFoundError, ReelRankError
 from reelrank.experiments.config import GreedyPolicy, PolicyConfig
+from reelrank.experiments.interleaving import team_draft
 from reelrank.loop.policy import SlateDraw, draw_slate, policy_seed
 from reelrank.models.reranking import RerankConfig, allowed, rerank
 from serving.candidates import cache_key, retrieve_one
@@ -101,6 +102,8 @@ class Recommendation:
     exclude_seen: bool = True
     genre: str | None = None
     rerank: RerankConfig | None = None
+    teams: tuple[str, ...] | None = None
+    """Under interleaving, each item's team (``a``: the first arm, ``b``: the second)."""
 
 
 class ServiceUnavailableError(ReelRankError):
@@ -251,14 +254,66 @@ class RecommendationService:
             arm = ArmState(None, state, self.settings.policy)
         else:
             deployment = deployment or self.current_deployment()
+            if deployment.design == "interleaving":
+                return self._interleaved(deployment, user_id, k, exclude_seen, genre, request_id,
+                                         rerank)  # fmt: skip
             arm = deployment.for_user(user_id)
             if deployment.experiment is not None:
                 experiment = deployment.experiment.name
         labels = {"request_id": request_id, "experiment": experiment, "arm": arm.name}
         if experiment is not None and deployment is not None:
             labels["design"] = deployment.design
-        config = rerank if rerank is not None else self._default_rerank
-        return self._rank(user_id, k, exclude_seen, genre, arm, labels, config)
+        return self._rank(user_id, k, exclude_seen, genre, arm, labels, self._config(arm, rerank))
+
+    def _config(self, arm: ArmState, rerank: RerankConfig | None) -> RerankConfig:
+        """The request's re-ranking, else the arm's, else ``REELRANK_RERANK``."""
+        if rerank is not None:
+            return rerank
+        return arm.rerank if arm.rerank is not None else self._default_rerank
+
+    def _interleaved(
+        self,
+        deployment: Deployment,
+        user_id: int,
+        k: int,
+        exclude_seen: bool,
+        genre: str | None,
+        request_id: str | None,
+        rerank: RerankConfig | None,
+    ) -> Recommendation:
+        """Both arms' rows merged by team draft, seeded from the request id."""
+        assert deployment.experiment is not None  # an interleaving design has one
+        labels: dict[str, str | None] = {"request_id": request_id, "experiment": None}
+        first, second = deployment.arms
+        ranked = [
+            self._rank(user_id, k, exclude_seen, genre, arm, labels | {"arm": arm.name},
+                       self._config(arm, rerank))
+            for arm in (first, second)
+        ]  # fmt: skip
+        started = time.perf_counter()
+        seed = policy_seed(request_id) if request_id is not None else secrets.randbits(64)
+        by_id = {item.item_id: item for result in reversed(ranked) for item in result.items}
+        ids, teams = team_draft(
+            [item.item_id for item in ranked[0].items],
+            [item.item_id for item in ranked[1].items],
+            k,
+            np.random.default_rng(seed),
+        )
+        items = [
+            RecommendedItem(item, by_id[item].score, rank, by_id[item].title)
+            for rank, item in enumerate(ids, start=1)
+        ]
+        stages = {
+            name: ranked[0].stages[name] + ranked[1].stages[name] for name in ranked[0].stages
+        }
+        stages["reranking"] += time.perf_counter() - started
+        versions = dict.fromkeys(result.model_version for result in ranked)
+        return Recommendation(
+            user_id, items, "+".join(versions), ranked[0].fallback or ranked[1].fallback, stages,
+            ranked[0].reason or ranked[1].reason, request_id=request_id,
+            experiment=deployment.experiment.name, design="interleaving", arm=None, k=k,
+            exclude_seen=exclude_seen, genre=genre, rerank=rerank, teams=tuple(teams),
+        )  # fmt: skip
 
     def recommend_as(
         self, user_id: int, arm: ArmState, k: int = 10, request_id: str | None = None
@@ -267,7 +322,7 @@ class RecommendationService:
         re-ranking): the counterfactual slate of an arm the user is not in."""
         labels: dict[str, str | None] = {"request_id": request_id, "experiment": None}
         labels["arm"] = arm.name
-        return self._rank(user_id, k, True, None, arm, labels, self._default_rerank)
+        return self._rank(user_id, k, True, None, arm, labels, self._config(arm, None))
 
     def _rank(
         self,

@@ -104,6 +104,16 @@ def pre_period_activity(events: pd.DataFrame) -> pd.Series:
     return events.groupby(s.USER_ID).size()
 
 
+def lake_pre_activity(lake_dir: Path) -> pd.Series:
+    """:func:`pre_period_activity` of the lake's events (every event, in a lake no feedback
+    was ingested into)."""
+    events_path = Path(lake_dir) / "events.parquet"
+    if not events_path.exists():
+        raise DataSourceError(f"no lake at {lake_dir}; run `reelrank data` first.")
+    columns = [s.USER_ID, ORIGIN] if _has_origin(events_path) else [s.USER_ID]
+    return pre_period_activity(pd.read_parquet(events_path, columns=columns))
+
+
 def analyse_lake(
     lake_dir: Path,
     name: str,
@@ -118,18 +128,9 @@ def analyse_lake(
             first by name).
         split: the configured share of each arm (default: equal).
     """
-    events_path = Path(lake_dir) / "events.parquet"
-    if not events_path.exists():
-        raise DataSourceError(f"no lake at {lake_dir}; run `reelrank data` first.")
+    pre_activity = lake_pre_activity(lake_dir)
     impressions = read_impressions(lake_dir)
-    frame = per_user_from_lake(
-        impressions,
-        read_feedback_table(lake_dir),
-        name,
-        pre_period_activity(pd.read_parquet(events_path, columns=[s.USER_ID, ORIGIN]))
-        if _has_origin(events_path)
-        else None,
-    )
+    frame = per_user_from_lake(impressions, read_feedback_table(lake_dir), name, pre_activity)
     arms = sorted(str(a) for a in frame[ARM].unique())
     if len(arms) != 2:
         raise ValidationError(f"experiment {name!r} served {len(arms)} arms ({arms}); need 2.")

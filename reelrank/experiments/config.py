@@ -33,6 +33,8 @@ from typing import Annotated, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from reelrank.models.reranking import RerankStrengths
+
 NAME_PATTERN: Final = r"^[A-Za-z0-9._-]{1,40}$"
 MAX_POOL: Final = 100
 DEFAULT_POOL: Final = 20
@@ -94,7 +96,10 @@ PolicyConfig = Annotated[
 ]
 """One of the policies above, told apart by ``kind``."""
 
-Design = Literal["ab"]
+Design = Literal["ab", "interleaving"]
+"""``ab``: each user sees their arm. ``interleaving``: two arms, every row a team draft of
+both arms' greedy rankings (:mod:`reelrank.experiments.interleaving`), each item logged
+with its team (``a``: the first arm, ``b``: the second)."""
 
 
 class Arm(BaseModel):
@@ -106,6 +111,9 @@ class Arm(BaseModel):
     version: str | None = Field(default=None, pattern=r"^[0-9]{1,12}$")
     weight: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
     policy: PolicyConfig | None = None
+    rerank: RerankStrengths | None = Field(
+        default=None, description="The arm's re-ranking strengths (default: REELRANK_RERANK)."
+    )
 
     @model_validator(mode="after")
     def _one_model(self) -> Self:
@@ -136,6 +144,17 @@ class Experiment(BaseModel):
         names = [arm.name for arm in self.arms]
         if len(set(names)) != len(names):
             raise ValueError(f"experiment {self.name!r} has arms with the same name: {names}.")
+        if self.design == "interleaving":
+            if len(self.arms) != 2:
+                raise ValueError(
+                    f"an interleaving experiment has exactly two arms; {self.name!r} has "
+                    f"{len(self.arms)}."
+                )
+            if any(arm.policy is not None and arm.policy.stochastic for arm in self.arms):
+                raise ValueError(
+                    "interleaving merges the arms' greedy rankings; drop the arms' stochastic "
+                    "policies."
+                )
         return self
 
     @property

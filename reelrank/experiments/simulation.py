@@ -13,9 +13,12 @@ unit). An item the user played earlier in the simulation counts for nothing in e
 slate, as in the simulator. In an A/A test both arms serve the same slates, so the true
 effect is exactly zero and every significant result is a false positive.
 
-The challenger of the default A/B test is the champion under an exploring policy (one
-slot of ten swapped for a random lower-ranked candidate): a real, modest loss, known
-exactly from the truth.
+Under ``interleaving`` every row is a team draft of both arms' rankings
+(:mod:`reelrank.experiments.interleaving`); the clicks on each team's items give the
+preference, and the true effect is still the A/B one (each arm's own slate of every visit),
+so the two designs can be compared on the same challenger: the champion re-ranked with a
+strong long-tail boost (:data:`DEFAULT_CHALLENGER`), a real difference known exactly
+from the truth (on the default world a gain: the champion's row is too popular).
 """
 
 from __future__ import annotations
@@ -37,17 +40,19 @@ from reelrank.experiments.abtest import (
     AbResult,
     analyse,
 )
-from reelrank.experiments.config import Arm, EpsilonPolicy, Experiment, PolicyConfig
+from reelrank.experiments.config import Arm, Experiment
+from reelrank.experiments.interleaving import TEAM_A, TEAM_B, Preference, preference
 from reelrank.loop.simulator import RowClient, Simulator, Visit, expected_plays
+from reelrank.models.reranking import RerankStrengths
 from reelrank.schema import USER_ID
 
-SimulatedDesign = Literal["aa", "ab"]
+SimulatedDesign = Literal["aa", "ab", "interleaving"]
 CONTROL: Final = "control"
 TREATMENT: Final = "treatment"
 SIGNIFICANCE: Final = 0.05
-DEFAULT_CHALLENGER: Final[PolicyConfig] = EpsilonPolicy(epsilon=1.0, pool=100)
-"""The A/B test's challenger policy: every slate has one slot swapped for a uniformly
-chosen candidate ranked 11..100."""
+DEFAULT_CHALLENGER: Final = RerankStrengths(diversity=0.1, freshness=0.0, long_tail=0.5)
+"""The challenger of the A/B and interleaving tests: the champion re-ranked with a strong
+long-tail boost (0.5 instead of 0.1), a real difference the truth can price."""
 
 
 class ArmsClient(RowClient, Protocol):
@@ -57,20 +62,23 @@ class ArmsClient(RowClient, Protocol):
         """``{arm: item ids in position order}`` for the visit ``request_id``."""
         ...
 
+    def teams(self, request_id: str) -> tuple[str, ...] | None:
+        """Under interleaving, the team of each shown item (else None)."""
+        ...
+
 
 def experiment_config(
-    design: SimulatedDesign, seed: int, challenger: PolicyConfig = DEFAULT_CHALLENGER
+    design: SimulatedDesign, seed: int, challenger: RerankStrengths = DEFAULT_CHALLENGER
 ) -> Experiment:
-    """Two arms on the champion, 50/50, salted by the seed; under ``ab`` the treatment
-    explores with ``challenger``."""
-    treatment_policy = challenger if design == "ab" else None
+    """Two arms on the champion, 50/50 (``ab``, ``aa``) or interleaved, salted by the seed;
+    except under ``aa`` the treatment re-ranks with ``challenger``."""
     return Experiment(
         name=f"simulated-{design}",
-        design="ab",
+        design="interleaving" if design == "interleaving" else "ab",
         salt=f"simulated-{design}-{seed}",
         arms=(
             Arm(name=CONTROL, alias="champion"),
-            Arm(name=TREATMENT, alias="champion", policy=treatment_policy),
+            Arm(name=TREATMENT, alias="champion", rerank=None if design == "aa" else challenger),
         ),
     )
 
@@ -84,7 +92,7 @@ class SimulatedExperiment:
     days: int
     users_per_day: int
     visits: int
-    result: AbResult
+    result: AbResult | Preference
     true_control: float
     true_treatment: float
 
@@ -94,32 +102,55 @@ class SimulatedExperiment:
         return self.true_treatment - self.true_control
 
     @property
-    def covered(self) -> bool:
-        return self.result.difference.covers(self.true_effect)
+    def estimate(self) -> tuple[float, float, float, float]:
+        """``(estimate, low, high, p_value)``: the A/B difference in plays per slate, or the
+        interleaving preference for the treatment in [-1, 1]."""
+        r = self.result
+        if isinstance(r, Preference):
+            return r.estimate, r.low, r.high, r.p_value
+        return r.difference.estimate, r.difference.low, r.difference.high, r.difference.p_value
+
+    @property
+    def covered(self) -> bool | None:
+        """The A/B interval holds the true effect (None for interleaving: another scale)."""
+        if isinstance(self.result, Preference):
+            return None
+        return bool(self.result.difference.covers(self.true_effect))
 
     @property
     def significant(self) -> bool:
-        """The difference is significant at the 5 % level (a false positive under A/A)."""
-        return self.result.difference.p_value < SIGNIFICANCE
+        """Significant at the 5 % level (a false positive under A/A)."""
+        return bool(self.estimate[3] < SIGNIFICANCE)
+
+    @property
+    def sd_per_user(self) -> float:
+        """The per-user standard deviation behind the interval (for planning): of the
+        linearised play rate (A/B, pooled over arms) or of the preference (interleaving)."""
+        r = self.result
+        if isinstance(r, Preference):
+            return float(r.se * np.sqrt(r.users))
+        n_c, n_t = r.control.users, r.treatment.users
+        return float(r.difference.se / np.sqrt(1.0 / n_c + 1.0 / n_t))
 
     def record(self) -> dict[str, Any]:
         """Everything as plain JSON types."""
-        difference = self.result.difference
+        estimate, low, high, p_value = self.estimate
         return {
             "design": self.design,
             "seed": self.seed,
             "days": self.days,
             "users_per_day": self.users_per_day,
             "visits": self.visits,
-            "estimate": difference.estimate,
-            "ci_low": difference.low,
-            "ci_high": difference.high,
-            "p_value": difference.p_value,
+            "estimate": estimate,
+            "ci_low": low,
+            "ci_high": high,
+            "p_value": p_value,
+            "sd_per_user": self.sd_per_user,
             "true_effect": self.true_effect,
             "true_control": self.true_control,
             "true_treatment": self.true_treatment,
             "covered": self.covered,
-            "significant": self.significant,
+            "significant": bool(self.significant),
             "analysis": asdict(self.result),
         }
 
@@ -174,6 +205,22 @@ def true_rates(
     return {arm: total / len(visits) for arm, total in totals.items()}
 
 
+def interleaved_rows(visits: Sequence[Visit], client: ArmsClient) -> pd.DataFrame:
+    """One row per interleaved visit: ``user_id, credit_a, credit_b``, the clicks on each
+    team's items (team ``a``: control, ``b``: treatment)."""
+    rows = []
+    for visit in visits:
+        teams = client.teams(visit.request_id)
+        if teams is None:
+            raise ValidationError("a visit was not interleaved; the service runs an A/B test.")
+        team = np.asarray(teams)
+        rows.append(
+            (visit.user_id, int(visit.clicked[team == TEAM_A].sum()),
+             int(visit.clicked[team == TEAM_B].sum()))
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=[USER_ID, "credit_a", "credit_b"])
+
+
 def simulate_experiment(
     simulator: Simulator,
     client: ArmsClient,
@@ -186,8 +233,11 @@ def simulate_experiment(
     """Run the experiment the client's service is configured with, analyse it, and put
     the true effect beside the estimate (see the module docstring)."""
     visits = [visit for day in simulator.run(days, users_per_day, start_day) for visit in day]
-    frame = per_user(visits, pre_activity)
-    result = analyse(frame, CONTROL, TREATMENT)
+    result: AbResult | Preference
+    if design == "interleaving":
+        result = preference(interleaved_rows(visits, client))
+    else:
+        result = analyse(per_user(visits, pre_activity), CONTROL, TREATMENT)
     truth = true_rates(simulator, visits, client)
     return SimulatedExperiment(
         design, simulator.seed, days, users_per_day, len(visits), result,

@@ -51,13 +51,30 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy.special import expit
 
+from reelrank.config import Settings
 from reelrank.data.synthetic import GroundTruth
-from reelrank.exceptions import ValidationError
+from reelrank.exceptions import ReelRankError, ValidationError
 
 FloatArray = NDArray[np.float64]
 SECONDS_PER_DAY: Final = 86_400
 _STREAM_ARRIVALS: Final = 0
 _STREAM_BEHAVIOUR: Final = 1
+
+
+def world_truth(settings: Settings) -> GroundTruth:
+    """The ground truth of the synthetic world the lake was built from (the simulator's
+    and the evaluation's alone)."""
+    from pathlib import Path
+
+    from reelrank.data.ingest import read_summary
+
+    summary = read_summary(settings.lake_path)
+    if summary.get("dataset") != "synthetic":
+        raise ReelRankError(
+            "simulated users act on a synthetic world's ground truth; the lake holds "
+            f"{summary.get('dataset')!r}. Run `reelrank run --dataset synthetic` first."
+        )
+    return GroundTruth.load(Path(summary["source"]))
 
 
 @dataclass(frozen=True)

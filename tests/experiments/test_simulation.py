@@ -11,6 +11,7 @@ import pytest
 from reelrank.data.synthetic import SyntheticConfig, generate_world
 from reelrank.exceptions import ValidationError
 from reelrank.experiments.assignment import Assigner
+from reelrank.experiments.interleaving import team_draft
 from reelrank.experiments.simulation import (
     CONTROL,
     TREATMENT,
@@ -37,6 +38,7 @@ class TwoArms:
         self.truth, self.design = truth, design
         self.assigner = Assigner(experiment_config(design, seed))  # type: ignore[arg-type]
         self._slates: dict[str, dict[str, tuple[int, ...]]] = {}
+        self._teams: dict[str, tuple[str, ...]] = {}
 
     def _best(self, user: int, request_id: str) -> tuple[int, ...]:
         rng = np.random.default_rng(zlib.crc32(request_id.encode()))
@@ -46,13 +48,24 @@ class TwoArms:
 
     def recommend(self, user_id: int, k: int, request_id: str) -> Row:
         best = self._best(user_id, request_id)
-        other = best[::-1] if self.design == "ab" else best
+        other = best if self.design == "aa" else best[::-1]
         self._slates[request_id] = {CONTROL: best, TREATMENT: other}
+        if self.design == "interleaving":
+            rng = np.random.default_rng(zlib.crc32(request_id.encode()))
+            # the reversed row drafts from the same items: give it other items to pick
+            worse = tuple(i for i in range(1, self.truth.n_items + 1) if i not in best)[:k]
+            self._slates[request_id][TREATMENT] = worse
+            items, teams = team_draft(best, worse, k, rng)
+            self._teams[request_id] = tuple(teams)
+            return Row(request_id, user_id, tuple(items), "1", None)
         arm = self.assigner.arm(user_id).name
         return Row(request_id, user_id, self._slates[request_id][arm], "1", arm)
 
     def slates(self, request_id: str):
         return self._slates[request_id]
+
+    def teams(self, request_id: str):
+        return self._teams.get(request_id)
 
     def send(self, events) -> None:
         pass
@@ -115,3 +128,16 @@ def test_a_user_served_by_two_arms_is_refused():
         per_user([visit(CONTROL), visit(TREATMENT)])
     with pytest.raises(ValidationError, match="no visit"):
         per_user([])
+
+
+def test_interleaving_prefers_the_truly_better_arm(truth):
+    runs = [_run(truth, "interleaving", seed, days=2, users=100) for seed in range(6)]
+    for run in runs:
+        assert run.true_effect < 0  # the treatment's items are not the user's best
+        assert run.covered is None  # a preference is on another scale than the effect
+        estimate, low, high, _ = run.estimate
+        assert low <= estimate <= high
+        assert run.sd_per_user > 0
+    agree = [run.estimate[0] < 0 and run.significant for run in runs]
+    assert sum(agree) >= 5
+    assert runs[0].record()["covered"] is None

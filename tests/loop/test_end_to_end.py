@@ -107,3 +107,19 @@ def test_the_loop_retrains_on_what_it_served_and_serves_the_retrained_model(stor
     assert len(slates) == 40
     assert {s["policy"] for s in slates} == {"epsilon(epsilon=0.5,pool=30)"}
     assert any(s["slate_propensity"] < 1 for s in slates)  # some slates explored
+
+
+def test_a_simulated_experiment_prints_its_estimate_and_true_effect(store: Path):
+    aa = json.loads(
+        _cli(store, "experiment", "simulate", "--design", "aa", "--days", "2", "--users", "40",
+             "--seed", "3", "--json")
+    )  # fmt: skip
+    assert aa["true_effect"] == 0.0
+    assert aa["ci_low"] <= aa["estimate"] <= aa["ci_high"]
+    assert aa["visits"] == 80
+    ab = json.loads(
+        _cli(store, "experiment", "simulate", "--design", "ab", "--days", "2", "--users", "40",
+             "--seed", "3", "--json")
+    )  # fmt: skip
+    assert ab["true_effect"] != 0.0  # the challenger explores: its slates differ
+    assert isinstance(ab["covered"], bool)

@@ -231,3 +231,64 @@ def test_the_fast_record_of_a_greedy_slate_is_the_records_json(fitted_model, tmp
                                    request_id=f"q{index}")  # fmt: skip
         assert slate_json(result, 1.7e9 + index) == served_slate(result, 1.7e9 + index).to_json()
         assert parse_slate(slate_json(result, 1.7e9)).request_id == f"q{index}"
+
+
+INTERLEAVED = Experiment.model_validate(
+    {
+        "name": "tail-vs-champion",
+        "design": "interleaving",
+        "arms": [
+            {"name": "control", "alias": "champion"},
+            {"name": "tail", "alias": "champion", "rerank": {"long_tail": 0.9}},
+        ],
+    }
+)
+
+
+def test_interleaving_team_drafts_both_arms_and_logs_each_items_team(fitted_model, tmp_path, users):
+    settings = Settings(data_dir=tmp_path / "data", experiment=INTERLEAVED)
+    with TestClient(_app(fitted_model, settings)) as client:
+        bodies = {u: client.get(f"/recommendations/{u}", params={"k": 6}).json() for u in users}
+        service = client.app.state.service
+        deployment = service.current_deployment()
+        rows = {
+            arm.name: {u: [i.item_id for i in service.recommend_as(u, arm, 6).items] for u in users}
+            for arm in deployment.arms
+        }
+        again = service.recommend(users[0], 6, request_id=bodies[users[0]]["request_id"])
+        _flush(client)
+    slates = {s.request_id: s for s in _slates(settings)}
+    mixed = 0
+    for user, body in bodies.items():
+        assert body["experiment"] == "tail-vs-champion"
+        assert body["arm"] is None
+        logged = slates[body["request_id"]]
+        assert logged.design == "interleaving"
+        teams = [item.team for item in logged.items]
+        assert abs(teams.count("a") - teams.count("b")) <= 1  # the draft alternates
+        ids = [item["item_id"] for item in body["items"]]
+        assert len(set(ids)) == len(ids) == 6
+        for item, team in zip(ids, teams, strict=True):
+            assert item in rows["control" if team == "a" else "tail"][user]
+        mixed += rows["control"][user] != rows["tail"][user]
+    assert mixed, "the long-tail arm ranked like the champion for every user"
+    # the draft is seeded from the request id: the same request, the same row and teams
+    assert [i.item_id for i in again.items] == [i["item_id"] for i in bodies[users[0]]["items"]]
+    assert list(again.teams or ()) == [i.team for i in slates[again.request_id].items]
+
+
+@pytest.mark.parametrize(
+    "arms",
+    [
+        [{"name": "a", "alias": "champion"}],
+        [
+            {"name": "a", "alias": "champion"},
+            {"name": "b", "version": "2", "policy": {"kind": "epsilon"}},
+        ],
+    ],
+)
+def test_an_interleaving_experiment_needs_two_greedy_arms(arms):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="interleav"):
+        Experiment.model_validate({"name": "x", "design": "interleaving", "arms": arms})
