@@ -182,3 +182,67 @@ def analyze(
         return
     console.print(page)
     console.print(f"page: {path}" + (f"; MLflow run {run_id}" if run_id else ""))
+
+
+@app.command("ope")
+def ope(
+    candidate: Annotated[
+        str,
+        typer.Option(
+            "--candidate", help="The registered version to evaluate (or an alias, e.g. champion)."
+        ),
+    ],
+    candidate_rerank: Annotated[
+        str | None,
+        typer.Option(
+            "--candidate-rerank",
+            help='The candidate\'s re-ranking as JSON, e.g. {"long_tail": 0.5} (default: '
+            "REELRANK_RERANK).",
+        ),
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=60, help="Simulated days.")] = 7,
+    users: Annotated[
+        int, typer.Option("--users", min=2, max=100_000, help="Visits per day.")
+    ] = 200,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Simulator seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Estimate a candidate's plays per slate from the exploring champion's logs (IPS,
+    self-normalised IPS, doubly robust) on the synthetic world, beside its true value
+    (reelrank/experiments/offpolicy.py)."""
+    from pydantic import ValidationError
+
+    from reelrank.experiments.offpolicy import evaluate
+    from reelrank.loop.simulator import Simulator
+    from reelrank.models.reranking import RerankStrengths
+    from serving.inprocess import off_policy_client
+    from serving.state import load_model_state
+
+    try:
+        rerank = (
+            None
+            if candidate_rerank is None
+            else RerankStrengths.model_validate_json(candidate_rerank).config()
+        )
+    except ValidationError as error:
+        raise typer.BadParameter(f"--candidate-rerank {candidate_rerank!r}: {error}") from error
+    ref = f"version:{candidate}" if candidate.isdigit() else f"alias:{candidate}"
+    try:
+        truth, service, _ = _simulated_setup()
+        client = off_policy_client(service, load_model_state(get_settings(), ref), rerank)
+        result = evaluate(Simulator(truth, client, seed=seed), client, days, users)
+    except ReelRankError as error:
+        raise fail(error) from error
+    if as_json:
+        print_json(result.record())
+        return
+    lines = [
+        f"candidate {ref}, logs of the champion exploring ({result.slates:,} slates, seed "
+        f"{seed}); support {result.support:.1%}, logged rows it agrees with {result.matches:.1%}",
+        f"  true plays per slate: candidate {result.true_target:.4f}, logging "
+        f"{result.true_logging:.4f} (observed {result.observed_logging:.4f})",
+    ]
+    for name in ("ips", "snips", "doubly_robust"):
+        value = getattr(result, name)
+        lines.append(f"  {name:<14} {value:.4f} (error {value - result.true_target:+.4f})")
+    console.print("\n".join(lines))

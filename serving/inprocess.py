@@ -13,13 +13,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from reelrank.exceptions import ReelRankError
-from reelrank.experiments.config import Experiment
+from reelrank.experiments.config import Experiment, GreedyPolicy
+from reelrank.experiments.offpolicy import LOGGING, LOGGING_POLICY, TARGET, LoggedSlate
+from reelrank.loop.policy import marginal_propensities
 from reelrank.loop.simulator import Row
-from serving.deployment import Deployment, build_experiment
+from reelrank.models.reranking import RerankConfig
+from serving.deployment import ArmState, Deployment, build_experiment
 from serving.feedback import FeedbackLog
 from serving.impressions import ImpressionLog
 from serving.service import RecommendationService
+from serving.state import ModelState
 
 
 class InProcessRowClient:
@@ -115,3 +121,67 @@ def experiment_client(
     champion = service.current()
     deployment = build_experiment(service.settings, experiment, lambda _s, _ref: champion)
     return ExperimentRowClient(service, deployment)
+
+
+class OffPolicyRowClient:
+    """Serves the simulator with ``logging`` (an exploring arm) and keeps, per visit, what
+    the logs would hold and ``target``'s row for the same request
+    (:class:`reelrank.experiments.offpolicy.LoggedClient`). Nothing is written."""
+
+    def __init__(self, service: RecommendationService, logging: ArmState, target: ArmState):
+        self.service, self.logging, self.target = service, logging, target
+        self._logged: dict[str, LoggedSlate] = {}
+
+    def recommend(self, user_id: int, k: int, request_id: str) -> Row:
+        served = self.service.recommend_as(user_id, self.logging, k, request_id)
+        target = self.service.recommend_as(user_id, self.target, k, request_id)
+        shown = tuple(item.item_id for item in served.items)
+        if served.drawn is None:
+            raise ReelRankError("the logging arm must explore (a stochastic policy).")
+        draw = served.drawn.draw
+        marginal = marginal_propensities(served.policy, served.drawn.scores, draw)
+        if marginal is None:
+            raise ReelRankError("the logging policy's marginal propensities are not exact.")
+        ids = served.drawn.item_ids
+        finite = np.isfinite(served.drawn.scores)
+        self._logged[request_id] = LoggedSlate(
+            shown=shown,
+            marginal=marginal,
+            scores=dict(
+                zip(ids[finite].tolist(), served.drawn.scores[finite].tolist(), strict=True)
+            ),
+            pool=frozenset(ids[draw.pool].tolist()),
+            target=tuple(item.item_id for item in target.items),
+        )
+        return Row(request_id, user_id, shown, served.model_version, LOGGING)
+
+    def logged(self, request_id: str) -> LoggedSlate:
+        return self._logged[request_id]
+
+    def slates(self, request_id: str) -> dict[str, tuple[int, ...]]:
+        logged = self._logged[request_id]
+        return {LOGGING: logged.shown, TARGET: logged.target}
+
+    def teams(self, request_id: str) -> tuple[str, ...] | None:
+        return None
+
+    def send(self, events: Sequence[dict[str, Any]]) -> None:
+        """Feedback stays in the visits."""
+
+    def end_day(self) -> None:
+        """Nothing is buffered."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def off_policy_client(
+    service: RecommendationService,
+    target_state: ModelState,
+    target_rerank: RerankConfig | None = None,
+) -> OffPolicyRowClient:
+    """The champion logging with :data:`~reelrank.experiments.offpolicy.LOGGING_POLICY`,
+    and ``target_state`` (greedy, its own re-ranking) as the candidate."""
+    logging = ArmState(LOGGING, service.current(), LOGGING_POLICY)
+    target = ArmState(TARGET, target_state, GreedyPolicy(), target_rerank)
+    return OffPolicyRowClient(service, logging, target)
