@@ -16,6 +16,7 @@ import typer
 
 from cli import experiment, loop, output, pipeline, results, scratch, service
 from cli.batch import batch_recommend
+from cli.monitor import monitor
 from cli.output import fail
 from reelrank.config import get_settings
 
@@ -39,6 +40,7 @@ app.command(name="ingest-feedback")(loop.ingest_feedback)
 app.command()(loop.simulate)
 app.command()(loop.loop)
 app.command(name="loop-study")(loop.loop_study)
+app.command()(monitor)
 
 
 def load_plugins(modules: list[str]) -> None:

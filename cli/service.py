@@ -43,13 +43,24 @@ def deploy(
         str, typer.Option("--cron", help="Schedule (cron, UTC) of the pipeline.")
     ] = "0 3 * * *",
     dataset: DatasetOpt = "synthetic",
+    monitor_cron: Annotated[
+        str,
+        typer.Option("--monitor-cron", help="Schedule (cron, UTC) of the drift monitor."),
+    ] = "0 * * * *",
 ) -> None:
-    """Register the pipeline with the Prefect server as a scheduled deployment (nightly)."""
+    """Register the pipeline (nightly) and the drift monitor with its retrain trigger
+    (hourly) with the Prefect server as scheduled deployments."""
     prefect_defaults()
     from pipelines.flows import DEPLOYMENT_NAME, deploy_pipeline
+    from pipelines.monitor import MONITOR_DEPLOYMENT, deploy_monitor
 
     deployment_id = deploy_pipeline(work_pool, cron, dataset_name(dataset))
     console.print(
         f"deployment reelrank-pipeline/{DEPLOYMENT_NAME} ({deployment_id}) on pool "
         f"{work_pool!r}, schedule {cron!r}"
+    )
+    monitor_id = deploy_monitor(work_pool, monitor_cron)
+    console.print(
+        f"deployment reelrank-monitor/{MONITOR_DEPLOYMENT} ({monitor_id}) on pool "
+        f"{work_pool!r}, schedule {monitor_cron!r}"
     )

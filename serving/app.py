@@ -19,6 +19,8 @@ import anyio
 from fastapi import FastAPI
 
 from reelrank.config import Settings, get_settings
+from reelrank.monitoring.monitor import LATEST
+from reelrank.monitoring.monitor import REFERENCE_DIR as MONITORING_DIR
 from serving import errors
 from serving.api.main import ROUTERS
 from serving.api.openapi import exact_openapi
@@ -48,7 +50,7 @@ def create_app(
         model_loader: builds an experiment arm's state (default: from the registry).
     """
     settings = settings or get_settings()
-    metrics = ServingMetrics()
+    metrics = ServingMetrics(settings.data_dir / MONITORING_DIR / LATEST)
     service = RecommendationService(
         settings, loader=loader, on_load=_model_gauge(metrics), model_loader=model_loader
     )

@@ -16,7 +16,10 @@ of its own in every process, and a single worker that trusted it rendered an emp
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Final
 
 from prometheus_client import (
@@ -27,6 +30,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS: Final = (
     0.0005,
@@ -64,11 +68,45 @@ OUR_MULTIPROC_DIR: Final = "REELRANK_METRICS_MULTIPROC_DIR"
 """Set by ``reelrank serve --workers N`` (N > 1): render every worker's files from there."""
 
 
-class ServingMetrics:
-    """Request counts and latencies by route and status, fallbacks, stages, model version."""
+class DriftCollector:
+    """The last ``reelrank monitor`` report as gauges, read at every scrape:
+    ``reelrank_feature_psi{feature}`` and ``reelrank_score_psi`` (none before a report)."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from reelrank.monitoring.monitor import gauges
+
+        try:
+            report = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        families: dict[str, GaugeMetricFamily] = {}
+        for name, labels, value in gauges(report):
+            if name not in families:
+                help_text = "PSI of the served distribution against the model's reference."
+                families[name] = GaugeMetricFamily(name, help_text, labels=list(labels))
+            families[name].add_metric(list(labels.values()), value)
+        yield from families.values()
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+
+class ServingMetrics:
+    """Request counts and latencies by route and status, fallbacks, stages, model version,
+    served slates and feedback events (online quality), and the last drift report.
+
+    Args:
+        monitoring: the monitor's latest report (``<data_dir>/monitoring/latest.json``).
+    """
+
+    def __init__(self, monitoring: Path | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._drift = DriftCollector(monitoring) if monitoring is not None else None
+        if self._drift is not None:
+            self.registry.register(self._drift)
         self.requests = Counter(
             "reelrank_http_requests",
             "HTTP requests by route template, method and status code.",
@@ -126,6 +164,19 @@ class ServingMetrics:
             ("reason",),
             registry=self.registry,
         )
+        self.slates_served = Counter(
+            "reelrank_slates_served",
+            "Slates answered, by model version and experiment arm (online quality's base).",
+            ("model_version", "arm"),
+            registry=self.registry,
+        )
+        self.feedback_events = Counter(
+            "reelrank_feedback_events",
+            "Feedback events accepted, by kind (impression, click, play, rating) and the "
+            "model version they name.",
+            ("kind", "model_version"),
+            registry=self.registry,
+        )
         # Pre-bound children: labels() is a dict lookup plus a lock; the hot path skips it.
         self._stages = {stage: self.stage_latency.labels(stage) for stage in STAGES}
         self._fallbacks = {kind: self.fallbacks.labels(kind) for kind in ("cold_start", "degraded")}
@@ -158,6 +209,12 @@ class ServingMetrics:
         else:
             self.impressions_dropped.labels(outcome).inc(n)
 
+    def count_slate(self, model_version: str, arm: str | None) -> None:
+        self.slates_served.labels(model_version, arm or "").inc()
+
+    def count_feedback(self, kind: str, model_version: str | None, n: int = 1) -> None:
+        self.feedback_events.labels(kind, model_version or "").inc(n)
+
     def set_model(self, name: str, version: str, run_id: str) -> None:
         if self._model_labels is not None:
             # 0 first: in multiprocess mode the value outlives remove() in the worker's file.
@@ -174,5 +231,7 @@ class ServingMetrics:
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=directory)
+            if self._drift is not None:
+                registry.register(self._drift)
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

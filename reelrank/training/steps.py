@@ -224,6 +224,7 @@ def register_and_gate(
 ) -> Registration:
     """Log and register ``model`` as challenger; champion too if the gate says so."""
     uri = tracking.log_model(run, model, getattr(model, "fit_seconds_", float("nan")))
+    tracking.log_reference(run, model)
     version = register(uri, settings.model_name, run.run_id)
     aliases.set_alias(settings.model_name, Alias.CHALLENGER, version.version)
     decision = decide_promotion(

@@ -252,6 +252,27 @@ def log_model(run: TrainingRun, model: Recommender, fit_seconds: float) -> str:
     return str(info.model_uri)
 
 
+def log_reference(run: TrainingRun, model: Recommender) -> None:
+    """The drift monitor's reference (``reelrank.monitoring.monitor``): the profiles and
+    the sample of the training users' features and scores, under ``monitoring/``."""
+
+    import mlflow
+
+    from reelrank.data.io import atomic_write_json, atomic_write_parquet
+    from reelrank.monitoring import monitor
+
+    features, scores = monitor.reference_frames(model)
+    features_profile, scores_profile = monitor.reference_profiles(features, scores)
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        atomic_write_json(features_profile.to_dict(), folder / monitor.FEATURES_PROFILE)
+        atomic_write_json(scores_profile.to_dict(), folder / monitor.SCORES_PROFILE)
+        atomic_write_parquet(features, folder / monitor.FEATURES_SAMPLE)
+        atomic_write_parquet(scores, folder / monitor.SCORES_SAMPLE)
+        with resumed(run):
+            mlflow.log_artifacts(directory, artifact_path=monitor.REFERENCE_DIR)
+
+
 def log_outcome(run: TrainingRun, reason: str, train_seconds: float) -> None:
     """The gate's decision (a tag) and the run's duration."""
     import mlflow

@@ -123,3 +123,18 @@ def test_a_simulated_experiment_prints_its_estimate_and_true_effect(store: Path)
     )  # fmt: skip
     assert ab["true_effect"] != 0.0  # the challenger explores: its slates differ
     assert isinstance(ab["covered"], bool)
+
+
+def test_the_monitor_compares_the_served_window_with_the_champions_reference(store: Path):
+    _cli(store, "simulate", "--in-process", "--days", "1", "--users", "40", "--seed", "2")
+    result = json.loads(_cli(store, "monitor", "--window", "1", "--json"))
+    report = result["monitor"]
+    assert report["model_version"] == "1"
+    assert report["users"] > 0
+    assert report["slates_items"] >= report["users"]
+    assert report["feature_psi"]  # every stored user feature the ranker reads
+    assert all(value >= 0 for value in report["feature_psi"].values())
+    assert report["score_psi"] is not None
+    assert result["retrained"] is False
+    latest = json.loads((store / "monitoring" / "latest.json").read_text())
+    assert latest["feature_psi"] == report["feature_psi"]

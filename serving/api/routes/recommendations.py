@@ -80,6 +80,7 @@ def _recommend(
         )
     if serving.impressions is not None:
         serving.impressions.log(result)
+    serving.metrics.count_slate(result.model_version, result.arm)
     return result
 
 

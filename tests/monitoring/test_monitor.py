@@ -1,0 +1,118 @@
+"""The drift monitor's pieces: the served window from the log, the comparison against a
+reference, and the gauges /metrics exports."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from reelrank.exceptions import ValidationError
+from reelrank.loop.logs import IMPRESSIONS_PREFIX, append_lines
+from reelrank.monitoring.drift import build_profile
+from reelrank.monitoring.monitor import compare, gauges, served_window
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+def _slate(request_id: str, user: int, version: str, when: datetime, scores: list[float]):
+    return orjson.dumps(
+        {
+            "request_id": request_id, "served_at": when.isoformat(), "user_id": user, "k": 2,
+            "exclude_seen": True, "genre": None, "model_version": version, "experiment": None,
+            "design": None, "arm": None, "policy": "greedy", "fallback": None,
+            "slate_propensity": 1.0, "pool": None,
+            "items": [
+                {"position": p, "item_id": 10 + p, "score": s, "propensity": 1.0,
+                 "marginal_propensity": 1.0, "team": None}
+                for p, s in enumerate(scores, start=1)
+            ],
+        }
+    )  # fmt: skip
+
+
+def test_the_window_holds_the_versions_slates_since_its_start(tmp_path):
+    lines = [
+        _slate("a", 1, "3", NOW - timedelta(hours=2), [0.9, 0.5]),
+        _slate("b", 2, "3", NOW - timedelta(days=3), [0.7, 0.1]),  # before the window
+        _slate("c", 3, "2", NOW - timedelta(hours=1), [0.8, 0.2]),  # another version
+        b"not json",
+    ]
+    append_lines(tmp_path, IMPRESSIONS_PREFIX, lines, NOW)
+    window = served_window(tmp_path, NOW - timedelta(days=1), "3")
+    assert window.to_dict("list") == {"user_id": [1, 1], "score": [0.9, 0.5]}
+
+
+def test_a_shifted_feature_and_score_cross_the_threshold_and_a_stable_one_does_not():
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({"stable": rng.normal(size=5000), "moved": rng.normal(size=5000)})
+    scores = pd.DataFrame({"score": rng.normal(size=5000)})
+    online = pd.DataFrame({"stable": rng.normal(size=800), "moved": rng.normal(1.0, size=800)})
+    served = pd.DataFrame({"user_id": np.arange(800), "score": rng.normal(0.8, size=800)})
+    report = compare(
+        build_profile(reference), build_profile(scores), served, online, "3", (NOW, NOW)
+    )
+    assert report.feature_psi["stable"] < 0.05
+    assert report.feature_psi["moved"] > 0.2
+    assert report.score_psi is not None
+    assert report.score_psi > 0.2
+    assert report.drifted == ["moved", "score"]
+    assert report.record()["drifted"] == ["moved", "score"]
+    quiet = compare(build_profile(reference), build_profile(scores), served.assign(
+        score=rng.normal(size=800)), online[["stable"]], "3", (NOW, NOW))  # fmt: skip
+    assert quiet.drifted == []
+    with pytest.raises(ValidationError, match="widen --window"):
+        compare(build_profile(reference), build_profile(scores), served.iloc[:0], online, "3",
+                (NOW, NOW))  # fmt: skip
+
+
+def test_the_last_report_is_exported_as_gauges(tmp_path):
+    from serving.metrics import ServingMetrics
+
+    path = tmp_path / "latest.json"
+    metrics = ServingMetrics(path)
+    assert b"reelrank_feature_psi" not in metrics.render()[0]  # no report yet: no gauge
+    report = {"feature_psi": {"mean_rating": 0.31, "n_events": 0.02}, "score_psi": 0.12}
+    path.write_text(orjson.dumps(report).decode())
+    assert next(iter(gauges(report))) == ("reelrank_feature_psi", {"feature": "mean_rating"}, 0.31)
+    text = metrics.render()[0].decode()
+    assert 'reelrank_feature_psi{feature="mean_rating"} 0.31' in text
+    assert "reelrank_score_psi 0.12" in text
+    metrics.count_slate("3", "control")
+    metrics.count_feedback("play", "3")
+    text = metrics.render()[0].decode()
+    assert 'reelrank_slates_served_total{arm="control",model_version="3"} 1.0' in text
+    assert 'reelrank_feedback_events_total{kind="play",model_version="3"} 1.0' in text
+
+
+def test_every_metric_the_dashboard_and_the_alerts_name_is_exported(tmp_path):
+    import re
+    from pathlib import Path
+
+    from serving.metrics import ServingMetrics
+
+    root = Path(__file__).resolve().parents[2]
+    named = set()
+    for path in (
+        root / "deploy" / "grafana" / "dashboards" / "reelrank.json",
+        root / "deploy" / "prometheus" / "rules.yml",
+    ):
+        named |= set(re.findall(r"reelrank_[a-z_]+", path.read_text()))
+    latest = tmp_path / "latest.json"
+    latest.write_text('{"feature_psi": {"x": 0.1}, "score_psi": 0.1}')
+    metrics = ServingMetrics(latest)
+    metrics.count_slate("1", None)
+    metrics.count_feedback("play", "1")
+    metrics.observe_fallback("degraded")
+    metrics.observe_request("/recommendations/{user_id}", "GET", 200, 0.01)
+    metrics.observe_stages({"retrieval": 0.001})
+    metrics.set_model("reelrank", "1", "run")
+    text = metrics.render()[0].decode()
+    exported = set(re.findall(r"^(reelrank_[a-z_]+)", text, flags=re.MULTILINE))
+    suffixes = ("_bucket", "_count", "_sum")
+    exported |= {name.removesuffix(s) for name in exported for s in suffixes if name.endswith(s)}
+    assert {"reelrank_feature_psi", "reelrank_feedback_events_total"} <= named
+    assert named <= exported, f"named but not exported: {sorted(named - exported)}"
