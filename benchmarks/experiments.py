@@ -26,8 +26,6 @@ Usage (on a data dir built by ``reelrank run --dataset synthetic``)::
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import sys
@@ -221,26 +219,9 @@ def markdown(results: dict[str, Any], command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--seeds", type=int, default=60)
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--users", type=int, default=200, help="visits per simulated day")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--markdown", type=Path)
-    args = parser.parse_args()
-    results = run(args.data_dir, args.seeds, args.days, args.users)
-    command = (
-        f".venv/bin/python benchmarks/experiments.py --data-dir data --seeds {args.seeds} "
-        f"--days {args.days} --users {args.users} --out design_docs/results/experiments.json "
-        "--markdown design_docs/results/experiments.md"
-    )
-    page = markdown(results, command)
-    print(page)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
-    if args.markdown:
-        args.markdown.write_text(page)
+    from benchmarks.simulated import main as run_main
+
+    run_main("experiments", __doc__.splitlines()[0], run, markdown, seeds=100)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ Usage (on a data dir built by ``reelrank run --dataset synthetic``)::
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import sys
@@ -134,26 +132,9 @@ def markdown(results: dict[str, Any], command: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--seeds", type=int, default=40)
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--users", type=int, default=200, help="visits per simulated day")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--markdown", type=Path)
-    args = parser.parse_args()
-    results = run(args.data_dir, args.seeds, args.days, args.users)
-    command = (
-        f".venv/bin/python benchmarks/off_policy.py --data-dir data --seeds {args.seeds} "
-        f"--days {args.days} --users {args.users} --out design_docs/results/off_policy.json "
-        "--markdown design_docs/results/off_policy.md"
-    )
-    page = markdown(results, command)
-    print(page)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
-    if args.markdown:
-        args.markdown.write_text(page)
+    from benchmarks.simulated import main as run_main
+
+    run_main("off_policy", __doc__.splitlines()[0], run, markdown, seeds=40)
 
 
 if __name__ == "__main__":
