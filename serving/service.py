@@ -23,9 +23,12 @@ The hot path (one user) mirrors ``Recommender.recommend`` stage by stage, in arr
    the filters apply, the strengths do not, so the logged propensities stay those of the
    policy on the ranker's scores), with titles from the model's catalogue.
 
-With an experiment (:mod:`serving.deployment`) the user's arm decides the model state
-and the policy; the answer names the experiment and the arm. Logging the served slate is
-the caller's next step (:class:`serving.impressions.ImpressionLog`), off this path.
+With an A/B experiment (:mod:`serving.deployment`) the user's arm decides the model state,
+the policy and the re-ranking; the answer names the experiment and the arm. With an
+interleaving experiment both arms rank every request and their rows are merged by team
+draft (:mod:`reelrank.experiments.interleaving`), each item's team kept for the log.
+Logging the served slate is the caller's next step
+(:class:`serving.impressions.ImpressionLog`), off this path.
 """
 
 from __future__ import annotations
