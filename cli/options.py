@@ -78,6 +78,14 @@ DiagnosticsOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+OffPolicyGateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--offpolicy-gate/--no-offpolicy-gate",
+        help="Also require the candidate's off-policy value (SNIPS on the lake's exploring "
+        "logs) to reach the champion's before promotion.",
+    ),
+]
 
 
 def dataset_name(value: str) -> DatasetName:
@@ -119,6 +127,7 @@ def train_fields(
     diagnostics: bool,
     sources: str | None = None,
     params: list[str] | None = None,
+    offpolicy_gate: bool = False,
 ) -> dict[str, Any]:
     """The :class:`~reelrank.training.TrainConfig` fields of the training options."""
     fields: dict[str, Any] = {
@@ -128,6 +137,7 @@ def train_fields(
         "n_folds": folds,
         "diagnostics": diagnostics,
         "recommender_params": model_params(params),
+        "offpolicy_gate": offpolicy_gate,
     }
     if sources:
         fields["sources"] = tuple(name.strip() for name in sources.split(",") if name.strip())

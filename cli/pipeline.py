@@ -16,6 +16,7 @@ from cli.options import (
     EventsOpt,
     FoldsOpt,
     ItemsOpt,
+    OffPolicyGateOpt,
     ParamOpt,
     RankerOpt,
     SeedOpt,
@@ -150,13 +151,15 @@ def train(
     ] = True,
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
+    offpolicy_gate: OffPolicyGateOpt = False,
 ) -> None:
     """Cross-validate against baselines, fit, log to MLflow, register and gate promotion."""
     use_engine(engine, ray_address)
     try:
         fields = train_fields(
-            _lake_dataset_name(), ranker, compare, folds, diagnostics, sources, param
-        )
+            _lake_dataset_name(), ranker, compare, folds, diagnostics, sources, param,
+            offpolicy_gate,
+        )  # fmt: skip
         pipelines = flows()
         result = pipelines.on_engine(pipelines.train_flow)(fields, use_feast=feast)
     except ReelRankError as error:
@@ -182,6 +185,7 @@ def run(
     ] = True,
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
+    offpolicy_gate: OffPolicyGateOpt = False,
 ) -> None:
     """The whole pipeline as one Prefect flow: data -> features -> train (--engine ray: the
     folds and feature tables in parallel on a Ray cluster, Feast's Ray offline store)."""
@@ -191,7 +195,9 @@ def run(
     synthetic = synthetic_config(users, items, events, seed) if name == "synthetic" else None
     started = time.perf_counter()
     try:
-        fields = train_fields(name, ranker, compare, folds, diagnostics, sources, param)
+        fields = train_fields(
+            name, ranker, compare, folds, diagnostics, sources, param, offpolicy_gate
+        )
         result = pipeline(name, source, synthetic, train=train, train_config=fields)
     except ReelRankError as error:
         raise fail(error) from error

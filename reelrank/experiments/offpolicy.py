@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Final, Protocol
 
 import numpy as np
+import pandas as pd
 
 from reelrank.exceptions import ValidationError
 from reelrank.experiments.config import PlackettLucePolicy
@@ -36,6 +37,7 @@ from reelrank.experiments.ope import (
 )
 from reelrank.experiments.simulation import ArmsClient, true_rates
 from reelrank.loop.simulator import Simulator, Visit
+from reelrank.schema import ITEM_ID, USER_ID
 
 LOGGING: Final = "logging"
 TARGET: Final = "target"
@@ -143,3 +145,45 @@ def evaluate(
         true_logging=truth[LOGGING],
         observed_logging=float(rows.reward.sum() / rows.n_slates),
     )
+
+
+# ----------------------------------------------------------------- real logs, for the gate
+@dataclass(frozen=True)
+class OffPolicyValue:
+    """A model's self-normalised IPS value (plays per slate) on the lake's exploring logs."""
+
+    value: float
+    slates: int
+    matches: float
+
+
+def exploring_rows(impressions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
+    """Shown items of slates an exploring policy drew (an exact marginal propensity in
+    (0, 1) somewhere in the slate), with ``reward`` 1 where a play came back."""
+    logged = impressions[impressions["marginal_propensity"].notna()]
+    exploring = logged.groupby("request_id")["marginal_propensity"].transform("min") < 1.0
+    rows = logged[exploring & (logged["marginal_propensity"] > 0)]
+    plays = feedback[feedback["kind"] == "play"][["request_id", "position"]].drop_duplicates()
+    plays = plays.assign(reward=1.0)
+    rows = rows.merge(plays, on=["request_id", "position"], how="left")
+    return rows.assign(reward=rows["reward"].fillna(0.0))
+
+
+def lake_value(rows: pd.DataFrame, model: object) -> OffPolicyValue | None:
+    """``model``'s SNIPS value on the exploring ``rows`` (None without any): its greedy row
+    for each logged user, as of now, compared position by position with what was shown."""
+    if rows.empty:
+        return None
+    k = int(rows["position"].max())
+    users = sorted(int(u) for u in rows[USER_ID].unique())
+    ranked = model.recommend(users, k=k)  # type: ignore[attr-defined]
+    ranked = ranked.assign(position=ranked.groupby(USER_ID).cumcount() + 1)
+    target = ranked[[USER_ID, "position", ITEM_ID]].rename(columns={ITEM_ID: "target_item"})
+    joined = rows.merge(target, on=[USER_ID, "position"], how="left")
+    matches = (joined["target_item"] == joined[ITEM_ID]).to_numpy(dtype=float)
+    logged = LoggedRows(
+        joined["request_id"].to_numpy(), joined["position"].to_numpy(),
+        joined["reward"].to_numpy(dtype=float), joined["marginal_propensity"].to_numpy(float),
+        matches,
+    )  # fmt: skip
+    return OffPolicyValue(snips(logged), logged.n_slates, float(matches.mean()))

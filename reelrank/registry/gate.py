@@ -73,3 +73,36 @@ def decide_promotion(
         f"{vs_champion.mean:+.4f} (95% CI [{vs_champion.low:+.4f}, {vs_champion.high:+.4f}]) "
         f"and the best baseline ({vs_best_baseline.reference}) by {vs_best_baseline.mean:+.4f}.",
     )
+
+
+def decide_offpolicy(
+    decision: PromotionDecision,
+    candidate: tuple[float, int] | None,
+    champion: tuple[float, int] | None,
+) -> PromotionDecision:
+    """The optional off-policy gate after the offline one: a candidate the offline gate
+    promotes must also reach the champion's self-normalised IPS value on the exploring
+    logs (``(value, slates)`` each; ``candidate`` None: there are no exploring logs)."""
+    if not decision.promote:
+        return decision
+    if candidate is None:
+        return PromotionDecision(
+            False,
+            "not promoted: the off-policy gate is on but the lake holds no exploring slates "
+            "(serve with an epsilon or plackett-luce policy, then `reelrank ingest-feedback`).",
+        )
+    if champion is None:
+        return PromotionDecision(
+            True, f"{decision.reason} Off-policy value {candidate[0]:.4f} (no champion yet)."
+        )
+    if candidate[0] < champion[0]:
+        return PromotionDecision(
+            False,
+            f"not promoted by the off-policy gate: plays per slate {candidate[0]:.4f} below "
+            f"the champion's {champion[0]:.4f} (SNIPS on {candidate[1]:,} exploring slates).",
+        )
+    return PromotionDecision(
+        True,
+        f"{decision.reason} Off-policy gate: {candidate[0]:.4f} >= champion {champion[0]:.4f} "
+        f"plays per slate (SNIPS on {candidate[1]:,} exploring slates).",
+    )

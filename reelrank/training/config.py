@@ -53,6 +53,9 @@ class TrainConfig:
         diagnostics: learning curve and regularisation sweep (extra fits on the last fold).
         recommender_params: :class:`Recommender` hyperparameters, nested ones included
             (``sources__ease__l2``, ``ranker__n_estimators``).
+        offpolicy_gate: also require the candidate's off-policy value on the lake's
+            exploring logs to reach the champion's
+            (:func:`~reelrank.registry.gate.decide_offpolicy`).
     """
 
     dataset: str = "ml-100k"
@@ -65,6 +68,7 @@ class TrainConfig:
     n_bootstrap: int = 1000
     diagnostics: bool = True
     recommender_params: dict[str, Any] = field(default_factory=dict)
+    offpolicy_gate: bool = False
 
     def recommender(self, ranker: str | None = None) -> Recommender:
         """A fresh, unfitted candidate (or the candidate with another ``ranker``)."""

@@ -28,6 +28,7 @@ from reelrank.config import Settings
 from reelrank.evaluation.metrics import NDCG, metric_key
 from reelrank.evaluation.oracle import oracle_summary
 from reelrank.evaluation.splits import rolling_origin_folds
+from reelrank.exceptions import ModelNotFoundError
 from reelrank.features.columns import FEATURE_SERVICE
 from reelrank.features.protocol import FeatureProvider
 from reelrank.models.recommender import Recommender
@@ -230,6 +231,8 @@ def register_and_gate(
     decision = decide_promotion(
         metric_key(NDCG, config.k), evaluation.vs_baseline, evaluation.vs_incumbent
     )
+    if config.offpolicy_gate:
+        decision = _offpolicy_gate(settings, model, decision)
     if decision.promote:
         aliases.set_alias(settings.model_name, Alias.CHAMPION, version.version)
     aliases.tag_version(
@@ -237,6 +240,29 @@ def register_and_gate(
     )
     logger.info("%s", decision.reason)
     return Registration(version, decision)
+
+
+def _offpolicy_gate(
+    settings: Settings, model: Recommender, decision: PromotionDecision
+) -> PromotionDecision:
+    """The candidate and the current champion valued on the lake's exploring logs."""
+    from reelrank.experiments.offpolicy import exploring_rows, lake_value
+    from reelrank.loop.feedback import read_feedback_table, read_impressions
+    from reelrank.registry.gate import decide_offpolicy
+
+    lake = settings.lake_path
+    rows = exploring_rows(read_impressions(lake), read_feedback_table(lake))
+    candidate = lake_value(rows, model)
+    try:
+        champion_model, _ = load_recommender(settings, Alias.CHAMPION)
+    except ModelNotFoundError:
+        champion_model = None
+    champion = lake_value(rows, champion_model) if champion_model is not None else None
+    return decide_offpolicy(
+        decision,
+        None if candidate is None else (candidate.value, candidate.slates),
+        None if champion is None else (champion.value, champion.slates),
+    )
 
 
 def finish(

@@ -72,3 +72,53 @@ def test_the_estimators_find_the_candidates_true_value_under_full_support(truth)
         assert abs(errors.mean()) < 3 * se + 0.02, (name, errors)
     record = results[0].record()
     assert record["ips_error"] == pytest.approx(results[0].ips - results[0].true_target)
+
+
+def test_a_models_value_on_the_lakes_exploring_logs(lake_settings):
+    import pandas as pd
+
+    from reelrank.experiments.offpolicy import exploring_rows, lake_value
+    from reelrank.loop.feedback import ingest_feedback, read_feedback_table, read_impressions
+    from tests.loop.conftest import NOW, event, slate, write_events, write_slates
+
+    def exploring(request_id, user, items, marginals):
+        record = slate(request_id, user, items, policy="epsilon(epsilon=0.5,pool=4)")
+        for item, marginal in zip(record["items"], marginals, strict=True):
+            item["marginal_propensity"] = marginal
+        return record
+
+    write_slates(
+        lake_settings,
+        exploring("e1", 1, [1, 2], [0.75, 0.5]),  # explored
+        exploring("e2", 2, [3, 4], [0.75, 0.25]),
+        slate("g1", 3, [5, 6]),  # greedy (every marginal 1): not usable
+    )
+    write_events(
+        lake_settings,
+        event("click", "e1", 2, 1, 2), event("play", "e1", 2, 1, 2),
+        event("click", "e2", 1, 2, 3), event("play", "e2", 1, 2, 3),
+        event("click", "g1", 1, 3, 5), event("play", "g1", 1, 3, 5),
+    )  # fmt: skip
+    ingest_feedback(lake_settings, now=NOW)
+    rows = exploring_rows(
+        read_impressions(lake_settings.lake_path), read_feedback_table(lake_settings.lake_path)
+    )
+    assert sorted(rows["request_id"].unique()) == ["e1", "e2"]
+
+    class Fixed:
+        """Ranks user 1: [9, 2] and user 2: [3, 8]: it agrees with e1 at 2 and e2 at 1."""
+
+        def recommend(self, users, k):
+            rows = {1: [9, 2], 2: [3, 8]}
+            return pd.DataFrame(
+                [(u, item) for u in users for item in rows[u][:k]], columns=["user_id", "item_id"]
+            )
+
+    value = lake_value(rows, Fixed())
+    assert value is not None
+    assert value.slates == 2
+    assert value.matches == 0.5
+    # SNIPS per position: position 1 only e2 matches (reward 1, weight 1/0.75), position 2
+    # only e1 (reward 1, weight 1/0.5): each position's weighted mean is 1, total 2 plays.
+    assert value.value == pytest.approx(2.0)
+    assert lake_value(rows.iloc[:0], Fixed()) is None

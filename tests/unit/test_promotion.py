@@ -36,3 +36,21 @@ def test_worse_than_baseline_says_why() -> None:
     decision = decide_promotion("ndcg@10", diff(-0.03, -0.05, -0.01, "popularity"), None)
     assert not decision.promote
     assert "-0.0300" in decision.reason
+
+
+def test_the_offpolicy_gate_can_only_hold_a_promotion_back() -> None:
+    from reelrank.registry.gate import PromotionDecision, decide_offpolicy
+
+    promoted = PromotionDecision(True, "promoted: beats the best baseline.")
+    refused = PromotionDecision(False, "not promoted: ties the baseline.")
+    assert decide_offpolicy(refused, (0.9, 100), (0.1, 100)) == refused
+    no_logs = decide_offpolicy(promoted, None, (0.5, 100))
+    assert not no_logs.promote
+    assert "no exploring slates" in no_logs.reason
+    assert decide_offpolicy(promoted, (0.4, 100), None).promote  # no champion yet
+    worse = decide_offpolicy(promoted, (0.40, 120), (0.45, 120))
+    assert not worse.promote
+    assert "0.4000 below the champion's 0.4500" in worse.reason
+    better = decide_offpolicy(promoted, (0.50, 120), (0.45, 120))
+    assert better.promote
+    assert better.reason.startswith("promoted: beats the best baseline. Off-policy gate")
