@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -70,7 +70,12 @@ def served_window(
     given), from the served-slate log; unparseable lines are skipped here (``reelrank
     ingest-feedback`` quarantines them)."""
     users, scores = [], []
+    # A day file holds the batches whose first slate was served that UTC day (a batch can
+    # cross midnight): files from the day before ``since`` on can hold the window.
+    first_day = f"{IMPRESSIONS_PREFIX}{since.astimezone(UTC) - timedelta(days=1):%Y-%m-%d}"
     for path in log_files(impressions_dir, IMPRESSIONS_PREFIX):
+        if path.name < first_day:
+            continue
         for line in path.read_bytes().splitlines():
             try:
                 slate = parse_slate(line)
