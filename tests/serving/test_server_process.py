@@ -231,6 +231,12 @@ def test_metrics_add_up_over_workers(pipeline_store: Path, tmp_path: Path):
             # a new connection each: the kernel spreads them over the workers
             assert httpx.get(f"{base}/recommendations/{n + 1}?k=3", timeout=30).status_code == 200
             n += 1
+        # the middleware counts a request once its response is sent, so the client can
+        # see the last answer a moment before its worker's file does
+        settle = time.monotonic() + 5
+        while sum(_served_per_worker(metrics_dir).values()) < n:
+            assert time.monotonic() < settle, _served_per_worker(metrics_dir)
+            time.sleep(0.05)
         assert sum(_served_per_worker(metrics_dir).values()) == n
         for _ in range(6):  # whichever worker answers the scrape
             text = httpx.get(f"{base}/metrics", timeout=30).text
