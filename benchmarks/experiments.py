@@ -76,17 +76,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def run(data_dir: Path, seeds: int, days: int, users: int) -> dict[str, Any]:
     os.environ["REELRANK_DATA_DIR"] = str(data_dir)
     from reelrank.config import get_settings
-    from reelrank.experiments.analysis import lake_pre_activity
     from reelrank.experiments.simulation import experiment_config, simulate_experiment
-    from reelrank.loop.simulator import Simulator, world_truth
-    from serving.inprocess import experiment_client
-    from serving.service import RecommendationService
+    from reelrank.loop.simulator import Simulator
+    from serving.inprocess import experiment_client, simulation_setup
 
-    settings = get_settings()
-    truth = world_truth(settings)
-    service = RecommendationService(settings)
-    service.load()
-    pre = lake_pre_activity(settings.lake_path)
+    truth, service, pre = simulation_setup(get_settings())
     out: dict[str, list[dict[str, Any]]] = {"aa": [], "ab": [], "interleaving": []}
     started = time.perf_counter()
     for seed in range(seeds):

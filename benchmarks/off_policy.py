@@ -34,15 +34,11 @@ def run(data_dir: Path, seeds: int, days: int, users: int) -> dict[str, Any]:
     os.environ["REELRANK_DATA_DIR"] = str(data_dir)
     from reelrank.config import get_settings
     from reelrank.experiments.offpolicy import evaluate
-    from reelrank.loop.simulator import Simulator, world_truth
+    from reelrank.loop.simulator import Simulator
     from reelrank.models.reranking import RerankStrengths
-    from serving.inprocess import off_policy_client
-    from serving.service import RecommendationService
+    from serving.inprocess import off_policy_client, simulation_setup
 
-    settings = get_settings()
-    truth = world_truth(settings)
-    service = RecommendationService(settings)
-    service.load()
+    truth, service, _ = simulation_setup(get_settings())
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in CANDIDATES}
     started = time.perf_counter()
     for seed in range(seeds):

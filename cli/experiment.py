@@ -63,16 +63,10 @@ def plan(
 def _simulated_setup() -> tuple[Any, Any, Any]:
     """The world's truth, the champion loaded in process, and users' pre-test activity."""
     from cli.pipeline import prefect_defaults
-    from reelrank.experiments.analysis import lake_pre_activity
-    from reelrank.loop.simulator import world_truth
-    from serving.service import RecommendationService
+    from serving.inprocess import simulation_setup
 
-    settings = get_settings()
-    truth = world_truth(settings)
     prefect_defaults()
-    service = RecommendationService(settings)
-    service.load()
-    return truth, service, lake_pre_activity(settings.lake_path)
+    return simulation_setup(get_settings())
 
 
 @app.command("simulate")

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from reelrank.config import Settings
+from reelrank.data.synthetic import GroundTruth
 from reelrank.exceptions import ReelRankError
 from reelrank.experiments.config import Experiment, GreedyPolicy
 from reelrank.experiments.offpolicy import LOGGING, LOGGING_POLICY, TARGET, LoggedSlate
@@ -185,3 +188,16 @@ def off_policy_client(
     logging = ArmState(LOGGING, service.current(), LOGGING_POLICY)
     target = ArmState(TARGET, target_state, GreedyPolicy(), target_rerank)
     return OffPolicyRowClient(service, logging, target)
+
+
+def simulation_setup(settings: Settings) -> tuple[GroundTruth, RecommendationService, pd.Series]:
+    """What every in-process simulation of the synthetic world starts from: the world's
+    truth (the simulator's alone), the registry's champion loaded in a service, and the
+    users' activity before the simulation (the CUPED covariate)."""
+    from reelrank.experiments.analysis import lake_pre_activity
+    from reelrank.loop.simulator import world_truth
+
+    truth = world_truth(settings)
+    service = RecommendationService(settings)
+    service.load()
+    return truth, service, lake_pre_activity(settings.lake_path)
