@@ -226,10 +226,14 @@ def register_and_gate(
     """Log and register ``model`` as challenger; champion too if the gate says so."""
     uri = tracking.log_model(run, model, getattr(model, "fit_seconds_", float("nan")))
     tracking.log_reference(run, model)
+    champion = aliases.version_by_alias(settings.model_name, Alias.CHAMPION)
+    newer_data = champion is None or tracking.data_version_of(
+        str(champion.run_id)
+    ) != tracking.data_version_of(run.run_id)
     version = register(uri, settings.model_name, run.run_id)
     aliases.set_alias(settings.model_name, Alias.CHALLENGER, version.version)
     decision = decide_promotion(
-        metric_key(NDCG, config.k), evaluation.vs_baseline, evaluation.vs_incumbent
+        metric_key(NDCG, config.k), evaluation.vs_baseline, evaluation.vs_incumbent, newer_data
     )
     if config.offpolicy_gate:
         decision = _offpolicy_gate(settings, model, decision)

@@ -252,6 +252,16 @@ def log_model(run: TrainingRun, model: Recommender, fit_seconds: float) -> str:
     return str(info.model_uri)
 
 
+def data_version_of(run_id: str) -> str | None:
+    """The data version a training run was tagged with (None: untagged or unreadable)."""
+    import mlflow
+
+    try:
+        return mlflow.get_run(run_id).data.tags.get(TAG_DATA_VERSION)
+    except Exception:  # a deleted or foreign run: no version to compare
+        return None
+
+
 def log_reference(run: TrainingRun, model: Recommender) -> None:
     """The drift monitor's reference (``reelrank.monitoring.monitor``): the profiles and
     the sample of the training users' features and scores, under ``monitoring/``."""

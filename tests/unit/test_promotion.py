@@ -54,3 +54,22 @@ def test_the_offpolicy_gate_can_only_hold_a_promotion_back() -> None:
     better = decide_offpolicy(promoted, (0.50, 120), (0.45, 120))
     assert better.promote
     assert better.reason.startswith("promoted: beats the best baseline. Off-policy gate")
+
+
+def test_a_refresh_identical_on_the_folds_is_promoted_if_it_beats_the_baseline() -> None:
+    """The folds refit the champion's configuration: a retrain of the same configuration
+    ties exactly on every user, and newer data decides; on the same data it is equal."""
+    same = diff(0.0, 0.0, 0.0, "v3")
+    refresh = decide_promotion("ndcg@10", diff(0.05, 0.02, 0.08), same, newer_data=True)
+    assert refresh.promote
+    assert refresh.reason.startswith("promoted: a refresh, identical to the champion (v3)")
+    equal = decide_promotion("ndcg@10", diff(0.05, 0.02, 0.08), same)  # the champion's data
+    assert not equal.promote
+    assert "does not beat the current champion (v3)" in equal.reason
+    weak = decide_promotion("ndcg@10", diff(0.01, -0.01, 0.03), same, newer_data=True)
+    assert not weak.promote  # still has to beat the best baseline
+    assert "does not beat the best baseline" in weak.reason
+    near = decide_promotion(
+        "ndcg@10", diff(0.05, 0.02, 0.08), diff(0.0, -0.001, 0.001), newer_data=True
+    )
+    assert not near.promote  # a different model that merely ties is no refresh
