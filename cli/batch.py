@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
 
 from cli.engine import EngineOpt, RayAddressOpt, use_engine
-from cli.output import console, fail
+from cli.options import JsonOpt
+from cli.output import console, fail, print_json
 from reelrank.config import get_settings
 from reelrank.exceptions import ReelRankError
 
@@ -28,6 +33,7 @@ def batch_recommend(
     ] = 1000,
     engine: EngineOpt = None,
     ray_address: RayAddressOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Precompute the champion's top-k of every active user into the online store
     (REELRANK_SERVE_PRECOMPUTED=true makes the service answer from it)."""
@@ -36,12 +42,25 @@ def batch_recommend(
     use_engine(engine, ray_address)
     settings = get_settings()
     try:
-        result = run_batch(settings, k, active_days, chunk_size, progress=console.print)
+        # With --json stdout is the JSON: progress and libraries' prints go to stderr.
+        with contextlib.redirect_stdout(sys.stderr if as_json else sys.stdout):
+            result = run_batch(settings, k, active_days, chunk_size, progress=_progress(as_json))
     except ReelRankError as error:
         raise fail(error) from error
+    if as_json:
+        print_json(asdict(result) | {"users_per_second": result.users_per_second,
+                                     "online_store": settings.online_store})  # fmt: skip
+        return
     console.print(
         f"batch-recommend ({result.engine} engine): {result.users:,} users, top {result.k} "
         f"of version {result.version} in {result.compute_seconds:.2f} s "
         f"({result.users_per_second:,.0f} users/s), written in {result.write_seconds:.2f} s "
         f"to the {settings.online_store} online store"
     )
+
+
+def _progress(as_json: bool) -> Callable[[str], None]:
+    """Progress lines: the console's, or stderr's under --json."""
+    if not as_json:
+        return console.print
+    return lambda line: print(line, file=sys.stderr)

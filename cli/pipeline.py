@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
@@ -51,6 +52,11 @@ def prefect_defaults() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("EVIDENTLY_DISABLE_TELEMETRY", "1")
+    # Prefect's database goes under PREFECT_HOME; a home that does not exist yet would fail
+    # its temporary server's start with "unable to open database file".
+    home = os.environ.get("PREFECT_HOME")
+    if home:
+        Path(home).expanduser().mkdir(parents=True, exist_ok=True)
 
 
 def flows() -> Any:

@@ -1,7 +1,8 @@
 """Running the loop once per policy from copies of one data dir (``reelrank loop-study``).
 
 Every run starts from the same lake, features, registry and champion: :func:`copy_data_dir`
-copies the base data dir (without the service's logs) and makes the copy self-contained,
+copies the base data dir (without the service's logs, unless the lake has ingested from
+them: a watermark names them) and makes the copy self-contained,
 so nothing a run does reaches the base or another run: the MLflow store's absolute
 artifact locations and the lake summary's paths are rewritten to the copy's
 (:func:`reelrank.registry.store.relocate_store`). The study's record (the commands, the
@@ -18,6 +19,7 @@ from typing import Any, Final
 from reelrank.data.ingest import SUMMARY_FILE, read_summary
 from reelrank.data.io import atomic_write_json
 from reelrank.exceptions import DataSourceError
+from reelrank.loop.feedback import STATE_FILE
 from reelrank.registry.store import relocate_store
 
 LOGS: Final = ("feedback", "impressions")
@@ -34,7 +36,9 @@ def copy_data_dir(source: Path, target: Path) -> Path:
         )
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*LOGS))
+    # A lake that ingested the logs keeps a watermark into them: they are part of its state.
+    ingested = (source / "lake" / STATE_FILE).exists()
+    shutil.copytree(source, target, ignore=None if ingested else shutil.ignore_patterns(*LOGS))
     if (target / MLFLOW_DB).exists():
         relocate_store(target / MLFLOW_DB, source, target)
     summary = read_summary(target / "lake")
@@ -60,3 +64,22 @@ def build_command(world: dict[str, Any], folds: int) -> str:
         f"reelrank run --dataset synthetic --users {world['n_users']} --items {world['n_items']} "
         f"--events {world['n_events']} --seed {world['seed']} --folds {folds} --no-diagnostics"
     )
+
+
+def next_simulated_day(data_dir: Path) -> int:
+    """The first simulated day after those whose feedback the data dir's lake holds (0 when
+    nothing was simulated on it): where a run on a warmed-up copy must start so its events
+    come after the lake's."""
+    import pandas as pd
+
+    from reelrank.config import Settings
+    from reelrank.data.ingest import read_lake
+    from reelrank.loop.simulator import world_truth
+    from reelrank.schema import TIMESTAMP
+
+    settings = Settings(data_dir=Path(data_dir))
+    events = read_lake(settings.lake_path).events
+    truth = world_truth(settings)
+    end = truth.start + pd.Timedelta(days=truth.span_days)
+    later = events.loc[events[TIMESTAMP] >= end, TIMESTAMP]
+    return 0 if later.empty else int((later.max() - end) // pd.Timedelta(days=1)) + 1

@@ -20,6 +20,7 @@ With ``CI=true`` a cluster that cannot start fails the test instead of skipping 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -166,7 +167,12 @@ def test_batch_recommend_on_ray_data_stores_the_local_lists(
         with sqlite3.connect(ray_world / "feast" / "online_store.db") as con:
             return pd.read_sql("SELECT user_id, version, k, items, scores FROM reelrank_topk", con)
 
-    _reelrank(ray_world, "batch-recommend", "--chunk-size", "100")
+    result = json.loads(
+        _reelrank(ray_world, "batch-recommend", "--chunk-size", "100", "--json").stdout
+    )
+    assert result["engine"] == "local"
+    assert result["users"] == 300
+    assert result["users_per_second"] > 0
     local = stored()
     engine = ("--engine", "ray", "--ray-address", cluster.address)
     done = _reelrank(ray_world, "batch-recommend", "--chunk-size", "100", *engine)
