@@ -16,7 +16,7 @@ import typer
 
 from cli import experiment, loop, output, pipeline, results, scratch, service
 from cli.batch import batch_recommend
-from cli.monitor import monitor
+from cli.monitor import drift_run, monitor
 from cli.output import fail
 from reelrank.config import get_settings
 
@@ -41,6 +41,7 @@ app.command()(loop.simulate)
 app.command()(loop.loop)
 app.command(name="loop-study")(loop.loop_study)
 app.command()(monitor)
+app.command(name="drift-run")(drift_run)
 
 
 def load_plugins(modules: list[str]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from reelrank.config import get_settings
-from reelrank.monitoring.monitor import REFERENCE_DIR
+from reelrank.monitoring.monitor import PLAY_RATE, REFERENCE_DIR
 
 MONITOR_DEPLOYMENT = "hourly"
 TRIGGERS = "triggers.jsonl"
@@ -41,24 +41,49 @@ def monitor_flow(
     window_days: float = 1.0, retrain: bool = False, train_config: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Monitor the champion; retrain when drift crossed the threshold (if ``retrain``)."""
-    from pipelines.flows import on_engine, train_flow
-
-    logger = get_run_logger()
     report = monitor_task(window_days)
     result: dict[str, Any] = {"monitor": report, "retrained": False}
     if report["drifted"]:
-        reason = (
-            f"drift over PSI {report['threshold']} on {', '.join(report['drifted'])} "
-            f"(model version {report['model_version']})"
-        )
-        logger.warning("retrain trigger: %s", reason)
-        result["trigger"] = reason
-        if retrain:
-            _log_trigger(report, reason)
-            config = {"dataset": _lake_dataset(), **(train_config or {})}
-            result["train"] = on_engine(train_flow)(config)
-            result["retrained"] = True
+        result |= answer_drift(report, retrain, train_config)
     return result
+
+
+def answer_drift(
+    report: dict[str, Any], retrain: bool, train_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The retrain trigger of a drifted report: its reason logged (and, with ``retrain``,
+    appended to ``triggers.jsonl``) and the train flow run, gated as usual."""
+    from pipelines.flows import on_engine, train_flow
+
+    reason = f"drift: {_over(report)} (model version {report['model_version']})"
+    get_run_logger().warning("retrain trigger: %s", reason)
+    result: dict[str, Any] = {"trigger": reason, "retrained": False}
+    if retrain:
+        _log_trigger(report, reason)
+        config = {"dataset": _lake_dataset(), **(train_config or {})}
+        result["train"] = on_engine(train_flow)(config)
+        result["retrained"] = True
+    return result
+
+
+def _over(report: dict[str, Any]) -> str:
+    """What drifted: ``column PSI > threshold`` of each column over its threshold, and the
+    play rate's drop against its baseline."""
+    psi = dict(report["feature_psi"], score=report.get("score_psi"))
+    levels = dict(report.get("feature_thresholds", {}), score=report.get("score_threshold"))
+    parts = []
+    for name in report["drifted"]:
+        if name == PLAY_RATE:
+            rate = report["play_rate"]
+            parts.append(
+                f"play rate {rate['rate']:.4f} < baseline {rate['baseline_rate']:.4f} "
+                f"(one-sided p = {rate['p_value']:.2g})"
+            )
+        else:
+            parts.append(
+                f"PSI of {name} {psi[name]:.3f} > {levels.get(name) or report['threshold']:.3f}"
+            )
+    return ", ".join(parts)
 
 
 def _lake_dataset() -> str:

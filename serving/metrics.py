@@ -70,7 +70,9 @@ OUR_MULTIPROC_DIR: Final = "REELRANK_METRICS_MULTIPROC_DIR"
 
 class DriftCollector:
     """The last ``reelrank monitor`` report as gauges, read at every scrape:
-    ``reelrank_feature_psi{feature}`` and ``reelrank_score_psi`` (none before a report)."""
+    ``reelrank_feature_psi{feature}`` and ``reelrank_score_psi``, and the threshold each
+    must exceed to count as drift (``..._threshold``: 0.2, or the window's noise level when
+    higher; the alert rules compare the two); none before a report."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -85,7 +87,11 @@ class DriftCollector:
         families: dict[str, GaugeMetricFamily] = {}
         for name, labels, value in gauges(report):
             if name not in families:
-                help_text = "PSI of the served distribution against the model's reference."
+                help_text = (
+                    "The PSI a column must exceed to count as drift (0.2 or the window's noise)."
+                    if name.endswith("_threshold")
+                    else "PSI of the served distribution against the model's reference."
+                )
                 families[name] = GaugeMetricFamily(name, help_text, labels=list(labels))
             families[name].add_metric(list(labels.values()), value)
         yield from families.values()

@@ -34,6 +34,11 @@ position (the row was rendered) at the visit's time, a ``click`` ``seconds_per_p
 p`` seconds later and a ``play`` ``seconds_to_play`` after the click, each naming the
 request id and the position.
 
+**A world change.** With a :class:`~reelrank.loop.world_change.GenreShift` the true
+preference of a visit's items is the world's plus the change's offset on the visit's day
+(:meth:`Simulator.preference`), from the change's day on: the users act on the changed
+world, and everything measured of a visit (its expected plays) is of the changed world.
+
 Requests are bounded: at most ``max_requests`` over the whole run and, if ``max_rate`` is
 set, at most that many per second of wall-clock time; the run ends after its days.
 """
@@ -54,6 +59,7 @@ from scipy.special import expit
 from reelrank.config import Settings
 from reelrank.data.synthetic import GroundTruth
 from reelrank.exceptions import ReelRankError, ValidationError
+from reelrank.loop.world_change import GenreShift
 
 FloatArray = NDArray[np.float64]
 SECONDS_PER_DAY: Final = 86_400
@@ -168,6 +174,7 @@ class Simulator:
         seed: the root of every random stream (arrivals, behaviour, request ids).
         max_requests: stop after this many requests in all (None: no cap).
         max_rate: at most this many requests per wall-clock second (None: no limit).
+        change: a change of the world from a given day on (None: the world as generated).
     """
 
     truth: GroundTruth
@@ -179,6 +186,7 @@ class Simulator:
     max_rate: float | None = None
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+    change: GenreShift | None = None
     requests: int = 0
     played: dict[int, set[int]] = field(default_factory=dict)
     _next_slot: float = 0.0
@@ -191,6 +199,19 @@ class Simulator:
     def day_start(self, day: int) -> pd.Timestamp:
         """The first instant of simulated day ``day`` (day 0: the end of the span)."""
         return self.truth.start + pd.Timedelta(days=self.truth.span_days + day)
+
+    def day_of(self, when: pd.Timestamp) -> int:
+        """The simulated day ``when`` falls in."""
+        return int((when - self.day_start(0)) // pd.Timedelta(days=1))
+
+    def preference(self, user_id: int, item_ids: NDArray[np.int64], day: int) -> FloatArray:
+        """The true preference of ``user_id`` for ``item_ids`` on simulated day ``day``."""
+        if not len(item_ids):
+            return np.zeros(0)
+        preference = self.truth.relevance(np.full(len(item_ids), user_id), item_ids)
+        if self.change is not None:
+            preference = preference + self.change.offset(self.truth, item_ids, day)
+        return preference
 
     def active_users(self) -> tuple[NDArray[np.int64], FloatArray]:
         """Ids of the users still active at the end of the span and their daily rates."""
@@ -227,7 +248,7 @@ class Simulator:
         items = np.asarray(row.item_ids, dtype=np.int64)
         n = len(items)
         positions = np.arange(1, n + 1)
-        preference = self.truth.relevance(np.full(n, row.user_id), items) if n else np.zeros(0)
+        preference = self.preference(row.user_id, items, self.day_of(when))
         seen = self.played.setdefault(row.user_id, set())
         eligible = np.array([int(item) not in seen for item in items], dtype=bool)
         examined = draws[:n, 0] < self.model.examination(positions)

@@ -16,6 +16,18 @@ with empty bins floored at ``EPSILON`` so the logarithm stays finite. Rule of th
 one: ``DRIFT_THRESHOLD``, the monitor's alert and retrain trigger. The implementation is
 ours (a few array operations); ``tests/monitoring`` cross-checks it against Evidently's on
 the same bins.
+
+**A small window's noise.** PSI is the symmetrised Kullback-Leibler divergence of the two
+binned distributions, so with no drift at all ``n_eff * PSI`` (``n_eff = n m / (n + m)``
+for ``n`` current and ``m`` reference rows) is asymptotically chi-square with ``bins - 1``
+degrees of freedom (the same limit as Pearson's statistic): a window of 80 users shows a
+mean PSI of about 0.14 over 11 bins from sampling alone, and the largest of 45 features
+crosses 0.2 in nearly every window. :func:`noise_threshold` is the PSI that sampling
+noise alone exceeds with probability ``alpha`` (Bonferroni-corrected over the columns
+compared), by a parametric bootstrap from the reference's bins, and a column
+*drifted* when its PSI is over both ``DRIFT_THRESHOLD`` and that level
+(:func:`effective_threshold`): 0.2 decides on a large window, the noise level on a small
+one.
 """
 
 from __future__ import annotations
@@ -31,6 +43,10 @@ from reelrank.exceptions import ValidationError
 
 EPSILON: Final = 1e-4
 DRIFT_THRESHOLD: Final = 0.2
+DRIFT_ALPHA: Final = 0.01
+"""Family-wise false-alarm rate of one monitoring window under no drift."""
+NOISE_DRAWS: Final = 20_000
+"""Bootstrap draws of the no-drift PSI per column (:func:`noise_threshold`)."""
 DEFAULT_BINS: Final = 10
 CATEGORICAL_MAX_VALUES: Final = 20
 """A column with at most this many distinct reference values is binned by value."""
@@ -161,3 +177,44 @@ def drift(reference: Profile, current: pd.DataFrame) -> dict[str, float]:
         for name, column in reference.columns.items()
         if name in current
     }
+
+
+def noise_threshold(
+    column: ColumnProfile,
+    current_rows: int,
+    alpha: float = DRIFT_ALPHA,
+    comparisons: int = 1,
+    draws: int = NOISE_DRAWS,
+    seed: int = 0,
+) -> float:
+    """The PSI sampling noise alone exceeds with probability ``alpha / comparisons``.
+
+    A parametric bootstrap of the null (see the module docstring): ``draws`` pairs of a
+    reference of ``column.count`` rows and a window of ``current_rows`` rows, both
+    multinomial over the reference's own bin shares, and the upper quantile of their PSI.
+    (The chi-square limit is too liberal here: at 80 rows and 45 columns it raised a false
+    alarm in 15 % of no-drift windows against the 1 % asked; this raises about 1 %,
+    ``tests/monitoring/test_drift.py``.)"""
+    shares = np.asarray(column.shares, dtype=np.float64)
+    if np.count_nonzero(shares > 0) < 2 or current_rows < 1 or column.count < 1:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    probabilities = shares / shares.sum()
+    current = rng.multinomial(current_rows, probabilities, size=draws) / current_rows
+    reference = rng.multinomial(column.count, probabilities, size=draws) / column.count
+    expected = np.maximum(reference, EPSILON)
+    actual = np.maximum(current, EPSILON)
+    values = np.sum((actual - expected) * np.log(actual / expected), axis=1)
+    return float(np.quantile(values, 1.0 - alpha / max(comparisons, 1)))
+
+
+def effective_threshold(
+    column: ColumnProfile,
+    current_rows: int,
+    threshold: float = DRIFT_THRESHOLD,
+    alpha: float = DRIFT_ALPHA,
+    comparisons: int = 1,
+) -> float:
+    """The PSI a column must exceed to count as drifted: ``threshold`` or the window's
+    noise level, whichever is higher."""
+    return max(threshold, noise_threshold(column, current_rows, alpha, comparisons))

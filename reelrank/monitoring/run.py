@@ -6,6 +6,13 @@ reads them), compares them (:func:`reelrank.monitoring.monitor.compare`), logs a
 (experiment ``reelrank-monitoring``: a metric per PSI, the report as JSON and Evidently's
 data-drift report as HTML) and writes the report to ``<data_dir>/monitoring/latest.json``
 (atomically), which the service's ``/metrics`` exports as gauges.
+
+**Online quality**: the window's plays per shown item (the feedback log's plays of the
+window's slates) against the version's *baseline*, its first monitored window
+(``<data_dir>/monitoring/baseline-v<version>.json``, written by that run): a significant
+drop (:func:`reelrank.monitoring.monitor.play_rate_test`) counts as drift, ``play_rate``.
+Input PSI cannot see a change of what users like until their features move (concept drift:
+``P(play | features)`` changes, the features do not); the plays can.
 """
 
 from __future__ import annotations
@@ -80,6 +87,21 @@ def _evidently(reference: pd.DataFrame, current: pd.DataFrame, path: Path) -> Pa
     return path
 
 
+def _play_rate(settings: Settings, version: str, served: pd.DataFrame) -> monitor.PlayRate | None:
+    """The window's play rate against the version's baseline (this window, the first time)."""
+    if served.empty:
+        return None
+    plays = monitor.window_plays(settings.feedback_path, served[monitor.REQUEST_ID].unique())
+    impressions = len(served)
+    path = settings.data_dir / monitor.REFERENCE_DIR / f"baseline-v{version}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json({"plays": plays, "impressions": impressions}, path)
+        return monitor.play_rate_test(plays, impressions, plays, impressions)  # p = 0.5
+    baseline = json.loads(path.read_text(encoding="utf-8"))
+    return monitor.play_rate_test(plays, impressions, baseline["plays"], baseline["impressions"])
+
+
 def run_monitor(
     settings: Settings, window_days: float = 1.0, now: datetime | None = None
 ) -> monitor.MonitorReport:
@@ -98,9 +120,11 @@ def run_monitor(
         served = monitor.served_window(settings.impressions_path, since, str(version.version))
         users = sorted(int(u) for u in served[USER_ID].unique())
         online = _online_features(settings, users, list(features_ref.columns))
+        play_rate = _play_rate(settings, str(version.version), served)
         report = monitor.compare(
-            features_ref, scores_ref, served, online, str(version.version), (since, now)
-        )
+            features_ref, scores_ref, served, online, str(version.version), (since, now),
+            play_rate=play_rate,
+        )  # fmt: skip
         sample = pd.read_parquet(ref_dir / monitor.FEATURES_SAMPLE)  # features: one per user
         html = _evidently(sample, online, folder / "drift_report.html")
         use_experiment(settings, MLFLOW_EXPERIMENT)
@@ -111,6 +135,9 @@ def run_monitor(
             metrics = {f"psi_{name}": value for name, value in report.feature_psi.items()}
             if report.score_psi is not None:
                 metrics["psi_score"] = report.score_psi
+            if report.play_rate is not None:
+                metrics["play_rate"] = report.play_rate.rate
+                metrics["play_rate_baseline"] = report.play_rate.baseline_rate
             mlflow.log_metrics(metrics | {"served_items": float(report.slates_items)})
             mlflow.log_dict(report.record(), "monitoring/report.json")
             if html is not None:

@@ -138,3 +138,45 @@ def test_the_monitor_compares_the_served_window_with_the_champions_reference(sto
     assert result["retrained"] is False
     latest = json.loads((store / "monitoring" / "latest.json").read_text())
     assert latest["feature_psi"] == report["feature_psi"]
+
+
+def test_a_drift_run_serves_monitors_and_answers_a_changed_world(store: Path):
+    """The drift-injection run, bounded for the suite: three days of 60 visits, Drama's
+    appeal falling by 2 sd from the second; every day monitored, any retrain gated and
+    logged with its reason; the page renders from the record. The full-size run is the
+    command on design_docs/results/drift.md."""
+    from reelrank.monitoring.timeline import render_page
+
+    record = store.parent / "drift.json"
+    results = store.parent / "results"
+    _cli(
+        store, "drift-run", "--days", "3", "--change-day", "1", "--shift", "-2", "--users",
+        "60", "--folds", "2", "--record", str(record), "--results", str(results), timeout=900,
+    )  # fmt: skip
+    study = json.loads(record.read_text())
+    assert list(study["arms"]) == ["change"]
+    days = study["arms"]["change"]["days"]
+    assert [d["day"] for d in days] == [0, 1, 2]
+    assert [d["change_active"] for d in days] == [False, True, True]
+    assert days[0]["served_version"] == "1"
+    for day in days:
+        assert day["visits"] == 60
+        assert 0 < day["true_play_rate"] < 1
+        assert day["users_monitored"] > 0
+        assert day["max_psi_threshold"] >= 0.2  # 0.2, or this small window's noise level
+        assert (day["max_psi"] > day["max_psi_threshold"]) == bool(
+            set(day["drifted"]) - {"play_rate"}
+        )
+        assert day["retrained"] == bool(day["drifted"])  # the trigger retrains on drift only
+    # The change costs the users what the world gave them: the service kept its rows.
+    assert days[1]["true_play_rate"] < days[0]["true_play_rate"]
+    triggers = store / "monitoring" / "triggers.jsonl"
+    retrained = [d for d in days if d["retrained"]]
+    if retrained:
+        lines = triggers.read_text().splitlines()
+        assert len(lines) == len(retrained)
+        assert all(json.loads(line)["reason"].startswith("drift: ") for line in lines)
+    assert (results / "drift.md").read_text() == render_page(study)
+    from reelrank.loop.study import next_simulated_day
+
+    assert next_simulated_day(store) == 3  # a later run on this data dir starts at day 3

@@ -65,3 +65,29 @@ def test_psi_equals_evidentlys_on_the_same_bins() -> None:
     column = ColumnProfile("x", edges[1:-1], (), np.zeros(len(edges) + 1), len(reference))
     ours = psi(column.bin_shares(reference), column.bin_shares(current), epsilon=1e-12)
     assert ours == pytest.approx(evidently_value, rel=1e-9)
+
+
+def test_a_small_windows_noise_level_keeps_false_alarms_near_alpha_and_still_sees_drift():
+    """45 columns, windows of 80 rows: 0.2 alone alarms in nearly every no-drift window;
+    the noise level keeps the family-wise rate near 1 % and still flags a 1-sd shift."""
+    from reelrank.monitoring.drift import DRIFT_ALPHA, effective_threshold
+
+    rng = np.random.default_rng(3)
+    columns = [f"c{i}" for i in range(45)]
+    reference = build_profile(pd.DataFrame(rng.gamma(2.0, size=(5_000, 45)), columns=columns))
+    levels = {
+        c: effective_threshold(reference.columns[c], 80, comparisons=len(columns)) for c in columns
+    }
+    assert min(levels.values()) > DRIFT_THRESHOLD  # the noise decides at this size
+    windows, alarms, plain = 200, 0, 0
+    for _ in range(windows):
+        psi_values = drift(reference, pd.DataFrame(rng.gamma(2.0, size=(80, 45)), columns=columns))
+        alarms += any(psi_values[c] > levels[c] for c in columns)
+        plain += any(psi_values[c] > DRIFT_THRESHOLD for c in columns)
+    assert plain / windows > 0.9
+    assert alarms / windows <= 4 * DRIFT_ALPHA  # 1 % asked; 200 windows: allow the noise
+    moved = pd.DataFrame(rng.gamma(2.0, size=(80, 45)), columns=columns)
+    moved["c0"] += 2.0  # one sd of a gamma(2)'s ~1.4: a clear shift
+    assert drift(reference, moved)["c0"] > levels["c0"]
+    # On a large window the rule of thumb decides.
+    assert effective_threshold(reference.columns["c0"], 100_000) == DRIFT_THRESHOLD

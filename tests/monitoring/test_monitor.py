@@ -43,7 +43,9 @@ def test_the_window_holds_the_versions_slates_since_its_start(tmp_path):
     ]
     append_lines(tmp_path, IMPRESSIONS_PREFIX, lines, NOW)
     window = served_window(tmp_path, NOW - timedelta(days=1), "3")
-    assert window.to_dict("list") == {"user_id": [1, 1], "score": [0.9, 0.5]}
+    assert window.to_dict("list") == {
+        "request_id": ["a", "a"], "user_id": [1, 1], "score": [0.9, 0.5],
+    }  # fmt: skip
 
 
 def test_a_shifted_feature_and_score_cross_the_threshold_and_a_stable_one_does_not():
@@ -116,3 +118,25 @@ def test_every_metric_the_dashboard_and_the_alerts_name_is_exported(tmp_path):
     exported |= {name.removesuffix(s) for name in exported for s in suffixes if name.endswith(s)}
     assert {"reelrank_feature_psi", "reelrank_feedback_events_total"} <= named
     assert named <= exported, f"named but not exported: {sorted(named - exported)}"
+
+
+def test_the_play_rate_drops_only_when_the_drop_is_beyond_chance(tmp_path):
+    from reelrank.loop.logs import FEEDBACK_PREFIX
+    from reelrank.monitoring.monitor import play_rate_test, window_plays
+
+    assert play_rate_test(35, 1_000, 60, 1_000).dropped  # 3.5 % vs 6 %: z = -2.6
+    assert not play_rate_test(45, 1_000, 60, 1_000).dropped  # z = -1.5: within chance at 1 %
+    assert not play_rate_test(80, 1_000, 60, 1_000).dropped  # a rise is no drop
+    same = play_rate_test(60, 1_000, 60, 1_000)
+    assert same.p_value == pytest.approx(0.5)
+    assert same.record()["rate"] == same.record()["baseline_rate"] == 0.06
+    assert play_rate_test(0, 0, 60, 1_000).p_value is None  # nothing served: no test
+    events = [
+        {"event": "play", "user_id": 1, "item_id": 11, "request_id": "a", "position": 1},
+        {"event": "play", "user_id": 1, "item_id": 11, "request_id": "a", "position": 1},
+        {"event": "click", "user_id": 1, "item_id": 12, "request_id": "a", "position": 2},
+        {"event": "play", "user_id": 2, "item_id": 13, "request_id": "z", "position": 1},
+    ]
+    lines = [orjson.dumps(e | {"received_at": NOW.isoformat()}) for e in events] + [b"{"]
+    append_lines(tmp_path, FEEDBACK_PREFIX, lines, NOW)
+    assert window_plays(tmp_path, ["a", "b"]) == 1  # a repeat and another slate do not count
