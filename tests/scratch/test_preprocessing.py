@@ -12,7 +12,12 @@ from sklearn.preprocessing import StandardScaler as SkStandardScaler
 
 from reelrank.scratch.preprocessing import MinMaxScaler, StandardScaler
 
-finite_floats = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnormal=False)
+# Values under 1e-150 in magnitude have subnormal squares, where the variance loses its
+# precision in any implementation: on [[1e-160], [0]] scikit-learn's own StandardScaler
+# gives a spread of 1.0000963 (hypothesis found the case on a clean-clone run).
+finite_floats = st.floats(
+    min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnormal=False
+).filter(lambda x: x == 0 or abs(x) > 1e-150)
 matrices = st.tuples(st.integers(2, 30), st.integers(1, 5)).flatmap(
     lambda shape: arrays(np.float64, shape, elements=finite_floats)
 )
