@@ -114,6 +114,10 @@ WorkdirOpt = Annotated[
     Path | None,
     typer.Option("--workdir", help="With --base: where the arms' copies go (a temp dir)."),
 ]
+RenderOpt = Annotated[
+    Path | None,
+    typer.Option("--render", help="Only re-render the page of this recorded drift.json."),
+]
 WarmUpOpt = Annotated[
     int,
     typer.Option(
@@ -205,6 +209,7 @@ def drift_run(
         Path | None,
         typer.Option("--results", help="Write the results page (drift.md) into this folder."),
     ] = None,
+    render: RenderOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change the synthetic world at a day; serve, monitor and retrain through it.
@@ -216,6 +221,9 @@ def drift_run(
     the promotion."""
     from reelrank.loop.world_change import GenreShift
 
+    if render is not None:  # re-render a recorded study's page, nothing run
+        _write_page(json.loads(render.read_text(encoding="utf-8")), results or render.parent)
+        return
     try:
         change = GenreShift(genre, shift, change_day)
     except ReelRankError as error:

@@ -321,9 +321,10 @@ def render_page(study: dict[str, Any]) -> str:
     world = setup["world"]
     arms = [f"- `{name}`: {ARM_TEXT.get(name, name)}" for name in study["arms"]]
     lines = [
-        "# Results: drift injected into the synthetic world, caught and answered",
+        "# Results: drift injected into the synthetic world",
         "",
-        "Generated from `drift.json` by `reelrank drift-run`; do not edit by hand.",
+        "Generated from `drift.json` by `reelrank drift-run` (re-rendered by `reelrank "
+        "drift-run --render design_docs/results/drift.json`); do not edit by hand.",
         "",
         "The world changes at a given day; the service, the feature pipeline and the "
         "training pipeline see only what the simulated users then do. Each day: simulate the "
