@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from reelrank.config import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+
+_MLFLOW_URI_VARIABLES: Final = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def configure(settings: Settings) -> str:
@@ -18,8 +22,18 @@ def configure(settings: Settings) -> str:
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, and that
+    # variable wins in Settings.tracking_uri: left there, every later Settings of another
+    # data dir in this process would point at this store (a test loaded another store's
+    # champion that way). The environment keeps only what the user set.
+    before = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     return uri
 
 

@@ -79,3 +79,25 @@ def test_the_rerank_default_is_the_chosen_one_and_overridable(
         monkeypatch.setenv("REELRANK_RERANK", bad)
         with pytest.raises(ValidationError, match="rerank"):
             Settings(data_dir=tmp_path)
+
+
+def test_configuring_mlflow_leaves_the_environment_to_the_user(tmp_path, monkeypatch) -> None:
+    """mlflow.set_tracking_uri writes MLFLOW_TRACKING_URI, which wins in Settings: left
+    there, a later Settings of another data dir in the same process pointed at the first
+    store (the server-parity test loaded another store's champion that way)."""
+    import os
+
+    import mlflow
+
+    from reelrank.config import Settings
+    from reelrank.registry.store import configure
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    first = configure(Settings(data_dir=tmp_path / "a"))
+    assert mlflow.get_tracking_uri() == mlflow.get_registry_uri() == first
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert Settings(data_dir=tmp_path / "b").tracking_uri.endswith("/b/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///" + str(tmp_path / "user.db"))
+    assert configure(Settings(data_dir=tmp_path / "a")).endswith("/user.db")  # the user's wins
+    assert os.environ["MLFLOW_TRACKING_URI"].endswith("/user.db")
