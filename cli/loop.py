@@ -300,17 +300,28 @@ def loop(
 
 
 # ----------------------------------------------------------------------------- study
+def copy_for_process(
+    base: Path, folder: Path, prefect_home: Path | None = None
+) -> tuple[Path, dict[str, str]]:
+    """A self-contained copy of the data dir ``base`` at ``folder/data`` and the environment
+    of a ``reelrank`` process of its own on it: this one's, without an MLflow URI (the
+    copy's own store decides), with its own Prefect home (``folder/prefect`` by default).
+    A process of its own, because MLflow's and the settings' state are per process."""
+    from reelrank.loop.study import copy_data_dir
+
+    data = copy_data_dir(base, folder / "data")
+    env = {n: v for n, v in os.environ.items() if not n.endswith("MLFLOW_TRACKING_URI")}
+    env |= {"REELRANK_DATA_DIR": str(data), "PREFECT_HOME": str(prefect_home or folder / "prefect")}
+    return data, env
+
+
 def _run_policy(
     base: Path, workdir: Path, label: str, arguments: list[str]
 ) -> list[dict[str, Any]]:
     """``reelrank loop`` on a fresh, self-contained copy of ``base``, in a process of its
     own (MLflow's and the settings' state are per process)."""
-    from reelrank.loop.study import copy_data_dir
-
-    data = copy_data_dir(base, workdir / label / "data")
+    _, env = copy_for_process(base, workdir / label, prefect_home=workdir / "prefect")
     record = workdir / label / "rounds.json"
-    env = {k: v for k, v in os.environ.items() if not k.endswith("MLFLOW_TRACKING_URI")}
-    env |= {"REELRANK_DATA_DIR": str(data), "PREFECT_HOME": str(workdir / "prefect")}
     console.print(f"[bold]{label}[/]: reelrank loop {' '.join(arguments)}")
     done = subprocess.run(
         [sys.executable, "-m", "cli", "loop", *arguments, "--record", str(record)],

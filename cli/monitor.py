@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -141,7 +140,7 @@ def _run_arms(
 ) -> dict[str, Any]:
     """``reelrank drift-run`` per arm on its own copy of ``base``, in processes of their own
     (two at a time: MLflow's and the settings' state are per process)."""
-    from reelrank.loop.study import copy_data_dir
+    from cli.loop import copy_for_process
 
     runs: dict[str, Any] = {}
     pending = list(arms)
@@ -149,10 +148,8 @@ def _run_arms(
         batch, pending = pending[:2], pending[2:]
         started = []
         for arm in batch:
-            data = copy_data_dir(base, workdir / arm / "data")
+            _, env = copy_for_process(base, workdir / arm)
             record = workdir / arm / "run.json"
-            env = {n: v for n, v in os.environ.items() if not n.endswith("MLFLOW_TRACKING_URI")}
-            env |= {"REELRANK_DATA_DIR": str(data), "PREFECT_HOME": str(workdir / arm / "prefect")}
             arguments = [*_arm_arguments(arm, common, shift), "--record", str(record)]
             console.print(f"[bold]{arm}[/]: reelrank drift-run {' '.join(arguments)}")
             log = (workdir / arm / "log.txt").open("w")
@@ -286,11 +283,9 @@ def _warm_up(
     """``reelrank loop`` for ``days`` rounds (gate ``always``) on a copy of ``base``: the
     simulated users' own activity replaces the generated world's in the feature windows
     and the champion is trained on it. Its own seed, so the arms' users are new draws."""
-    from reelrank.loop.study import copy_data_dir
+    from cli.loop import copy_for_process
 
-    data = copy_data_dir(base, workdir / "warm-up" / "data")
-    env = {n: v for n, v in os.environ.items() if not n.endswith("MLFLOW_TRACKING_URI")}
-    env |= {"REELRANK_DATA_DIR": str(data), "PREFECT_HOME": str(workdir / "warm-up" / "prefect")}
+    data, env = copy_for_process(base, workdir / "warm-up")
     arguments = [
         "--rounds", str(days), "--users", str(users), "--k", str(k), "--seed", str(seed + 1),
         "--gate", "always", "--folds", str(folds),

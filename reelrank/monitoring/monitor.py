@@ -111,12 +111,7 @@ def served_window(
     only, when given), from the served-slate log; unparseable lines are skipped here
     (``reelrank ingest-feedback`` quarantines them)."""
     requests, users, scores = [], [], []
-    # A day file holds the batches whose first slate was served that UTC day (a batch can
-    # cross midnight): files from the day before ``since`` on can hold the window.
-    first_day = f"{IMPRESSIONS_PREFIX}{since.astimezone(UTC) - timedelta(days=1):%Y-%m-%d}"
-    for path in log_files(impressions_dir, IMPRESSIONS_PREFIX):
-        if path.name < first_day:
-            continue
+    for path in _files_since(impressions_dir, IMPRESSIONS_PREFIX, since):
         for line in path.read_bytes().splitlines():
             try:
                 slate = parse_slate(line)
@@ -133,12 +128,28 @@ def served_window(
     )
 
 
-def window_plays(feedback_dir: Path, request_ids: Iterable[str]) -> int:
+def _files_since(directory: Path, prefix: str, since: datetime | None) -> list[Path]:
+    """The day files of one log that can hold lines written since ``since`` (all when None).
+
+    A day file holds the batches whose first line was written that UTC day (a batch can
+    cross midnight): files from the day before ``since`` on."""
+    files = log_files(directory, prefix)
+    if since is None:
+        return files
+    first_day = f"{prefix}{since.astimezone(UTC) - timedelta(days=1):%Y-%m-%d}"
+    return [path for path in files if path.name >= first_day]
+
+
+def window_plays(
+    feedback_dir: Path, request_ids: Iterable[str], since: datetime | None = None
+) -> int:
     """Distinct ``(request, position)`` slots played among the given requests' slates, from
-    the feedback log (unparseable lines are skipped, as in :func:`served_window`)."""
+    the feedback log (from ``since``'s files on, when given: a play of a slate served
+    since then is received after it; unparseable lines are skipped, as in
+    :func:`served_window`)."""
     wanted = set(request_ids)
     played: set[tuple[str, int | None]] = set()
-    for path in log_files(feedback_dir, FEEDBACK_PREFIX):
+    for path in _files_since(feedback_dir, FEEDBACK_PREFIX, since):
         for line in path.read_bytes().splitlines():
             try:
                 event = parse_event(line)

@@ -87,11 +87,14 @@ def _evidently(reference: pd.DataFrame, current: pd.DataFrame, path: Path) -> Pa
     return path
 
 
-def _play_rate(settings: Settings, version: str, served: pd.DataFrame) -> monitor.PlayRate | None:
+def _play_rate(
+    settings: Settings, version: str, served: pd.DataFrame, since: datetime
+) -> monitor.PlayRate | None:
     """The window's play rate against the version's baseline (this window, the first time)."""
     if served.empty:
         return None
-    plays = monitor.window_plays(settings.feedback_path, served[monitor.REQUEST_ID].unique())
+    requests = served[monitor.REQUEST_ID].unique()
+    plays = monitor.window_plays(settings.feedback_path, requests, since)
     impressions = len(served)
     path = settings.data_dir / monitor.REFERENCE_DIR / f"baseline-v{version}.json"
     if not path.exists():
@@ -120,7 +123,7 @@ def run_monitor(
         served = monitor.served_window(settings.impressions_path, since, str(version.version))
         users = sorted(int(u) for u in served[USER_ID].unique())
         online = _online_features(settings, users, list(features_ref.columns))
-        play_rate = _play_rate(settings, str(version.version), served)
+        play_rate = _play_rate(settings, str(version.version), served, since)
         report = monitor.compare(
             features_ref, scores_ref, served, online, str(version.version), (since, now),
             play_rate=play_rate,
