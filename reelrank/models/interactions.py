@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -132,7 +133,12 @@ def mask_seen(scores: np.ndarray, seen: sp.csr_matrix) -> np.ndarray:
 
 
 def rank_rows(scores: np.ndarray) -> np.ndarray:
-    """Per-row rank (1 = highest) of every column; NaN and -inf entries get NaN rank."""
+    """Per-row rank (1 = highest) of every column; NaN and -inf entries get NaN rank.
+
+    Equal scores are ranked by column (a stable sort). The reference definition of
+    :func:`top_n_mask` and :func:`ranks_at`, which compute the same ranks for the cells
+    they are asked about without sorting whole rows.
+    """
     valid = np.isfinite(scores)
     filled = np.where(valid, scores, -np.inf)
     order = np.argsort(-filled, axis=1, kind="stable")
@@ -140,6 +146,111 @@ def rank_rows(scores: np.ndarray) -> np.ndarray:
     np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1, dtype=np.float32), axis=1)
     ranks[~valid] = np.nan
     return ranks
+
+
+def top_n_mask(scores: np.ndarray, n: int) -> np.ndarray:
+    """``rank_rows(scores) <= n`` without ranking every column: a partial selection per row
+    (the ``n``-th largest score), then the equal scores at that boundary in column order.
+
+    Retrieval asks each source for its top ``n`` of the whole catalogue per user, and a full
+    stable argsort of 20,000 columns was 40 % of a ranker's fit at 10M events.
+    """
+    n_cols = scores.shape[1] if scores.ndim == 2 else 0
+    mask = np.zeros(scores.shape, dtype=bool)
+    if n <= 0 or scores.size == 0:
+        return mask
+    if n >= n_cols:
+        return np.isfinite(scores)
+    negated = -np.where(np.isfinite(scores), scores, -np.inf)
+    threshold = -np.partition(negated, n - 1, axis=1)[:, n - 1]  # each row's n-th largest
+    _mark_top(np.ascontiguousarray(scores), threshold.astype(scores.dtype), n, mask)
+    return mask
+
+
+@numba.njit(nogil=True, cache=True)
+def _mark_top(
+    scores: np.ndarray, threshold: np.ndarray, n: int, mask: np.ndarray
+) -> None:  # pragma: no cover (compiled)
+    for i in range(scores.shape[0]):
+        row, bound = scores[i], threshold[i]
+        if not np.isfinite(bound):  # fewer than n finite scores: every finite one
+            for j in range(row.shape[0]):
+                mask[i, j] = np.isfinite(row[j])
+            continue
+        quota = n
+        for j in range(row.shape[0]):
+            if bound < row[j] < np.inf:
+                quota -= 1
+        for j in range(row.shape[0]):
+            value = row[j]
+            if bound < value < np.inf:
+                mask[i, j] = True
+            elif value == bound and quota > 0:
+                mask[i, j] = True
+                quota -= 1
+
+
+def ranks_at(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``rank_rows(scores)[rows, cols]`` for the given distinct cells only (``rows``
+    ascending, as :func:`numpy.nonzero` gives them), without sorting whole rows: one pass
+    over each asked row counts, for every asked cell, the higher scores and the equal ones
+    in earlier columns (a binary search into the row's few asked scores)."""
+    out = np.empty(len(rows), dtype=np.float32)
+    if len(rows):
+        if np.any(np.diff(rows) < 0):
+            raise ValueError("ranks_at needs rows in ascending order")
+        _ranks_at(
+            np.ascontiguousarray(scores),
+            np.ascontiguousarray(rows, dtype=np.int64),
+            np.ascontiguousarray(cols, dtype=np.int64),
+            out,
+        )
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _ranks_at(
+    scores: np.ndarray, rows: np.ndarray, cols: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover (compiled)
+    slot = np.full(scores.shape[1], -1, dtype=np.int64)  # column -> asked cell of the row
+    start = 0
+    while start < rows.shape[0]:
+        i = rows[start]
+        end = start
+        while end < rows.shape[0] and rows[end] == i:
+            end += 1
+        row = scores[i]
+        asked = np.empty(end - start, dtype=scores.dtype)
+        for q in range(start, end):
+            asked[q - start] = row[cols[q]]
+            slot[cols[q]] = q
+        asked = np.sort(asked[np.isfinite(asked)])
+        n_asked = asked.shape[0]
+        above = np.zeros(n_asked + 1, dtype=np.int64)  # row scores above exactly p asked
+        running = np.zeros(n_asked + 1, dtype=np.int64)  # equal scores seen so far
+        before = np.zeros(end - start, dtype=np.int64)
+        for j in range(row.shape[0]):
+            value = row[j]
+            if not np.isfinite(value):
+                continue
+            p = np.searchsorted(asked, value, side="left")
+            above[p] += 1
+            if p < n_asked and asked[p] == value:
+                running[p] += 1
+                if slot[j] >= 0:
+                    before[slot[j] - start] = running[p] - 1
+        higher = np.zeros(n_asked + 1, dtype=np.int64)  # higher[k]: row scores > asked[k]
+        for p in range(n_asked - 1, -1, -1):
+            higher[p] = higher[p + 1] + above[p + 1]
+        for q in range(start, end):
+            value = row[cols[q]]
+            slot[cols[q]] = -1
+            if not np.isfinite(value):
+                out[q] = np.nan
+            else:
+                k = np.searchsorted(asked, value, side="left")
+                out[q] = higher[k] + before[q - start] + 1
+        start = end
 
 
 def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,8 +31,9 @@ from reelrank.models.interactions import (
     InteractionMatrix,
     as_interactions,
     mask_seen,
-    rank_rows,
+    ranks_at,
     top_n,
+    top_n_mask,
 )
 from reelrank.models.registry import Registry
 from reelrank.schema import ITEM_ID, RANK, SCORE, USER_ID
@@ -158,19 +159,18 @@ def retrieve_block(
     rows_in_matrix = interactions.user_rows(user_ids)
     n_users = len(rows_in_matrix)
     union = np.zeros((n_users, interactions.n_items), dtype=bool)
-    per_source: list[tuple[np.ndarray, np.ndarray]] = []
+    per_source: list[np.ndarray] = []
     seen = interactions.seen_rows(rows_in_matrix) if exclude_seen else None
     for source in sources.values():
         scores = source.scores_for_rows(rows_in_matrix, exclude_seen=exclude_seen, seen=seen)
-        ranks = rank_rows(scores)
-        union |= ranks <= n
-        per_source.append((scores, ranks))
+        union |= top_n_mask(scores, n)
+        per_source.append(scores)
     rows, cols = np.nonzero(union)
     features = np.empty((len(rows), 2 * len(per_source)), dtype=np.float32)
     names: list[str] = []
-    for j, (name, (scores, ranks)) in enumerate(zip(sources, per_source, strict=True)):
+    for j, (name, scores) in enumerate(zip(sources, per_source, strict=True)):
         features[:, 2 * j] = scores[rows, cols]
-        features[:, 2 * j + 1] = ranks[rows, cols]
+        features[:, 2 * j + 1] = ranks_at(scores, rows, cols)
         names += [score_column(name), rank_column(name)]
     return RetrievedBlock(rows=rows, item_columns=cols, features=features, feature_names=names)
 

@@ -71,3 +71,13 @@ def test_labels_and_groups():
     with pytest.raises(ValidationError):
         relevance_labels(ratings, "stars", 4.0)
     assert group_sizes(np.array([3, 3, 1, 1, 1, 7])).tolist() == [2, 3, 1]
+
+
+def test_lgbm_ranker_gives_the_same_model_on_one_thread_and_on_two():
+    """n_jobs=-1 is the default because deterministic=True makes the model independent of
+    the thread count; this holds that claim (a LightGBM upgrade that broke it fails here)."""
+    X, y, groups = planted(n_groups=200, size=30)
+    Xt, _, _ = planted(seed=1)
+    one = LGBMRanker(n_estimators=40, random_state=0, n_jobs=1).fit(X, y, groups, ["a", "b", "c"])
+    two = LGBMRanker(n_estimators=40, random_state=0, n_jobs=2).fit(X, y, groups, ["a", "b", "c"])
+    np.testing.assert_array_equal(one.predict(Xt), two.predict(Xt))

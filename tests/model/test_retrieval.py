@@ -112,3 +112,20 @@ def test_candidate_recall_by_hand():
     assert table.loc["b", "recall@50"] == pytest.approx(0.25)
     assert table.loc["b", "recall@100"] == pytest.approx(0.5)
     assert table.loc["union", "recall@50"] == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_als_factors_do_not_depend_on_the_thread_count(small_events):
+    """The mf source runs ALS on every core (num_threads=0) because each user's and item's
+    solve is independent: the factors are bitwise those of one thread."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    seen = InteractionMatrix.from_events(small_events).seen.astype(np.float32).tocsr()
+    factors = []
+    for threads in (1, 2):
+        model = AlternatingLeastSquares(
+            factors=8, iterations=5, num_threads=threads, random_state=0
+        )
+        model.fit(seen, show_progress=False)
+        factors.append((np.asarray(model.user_factors), np.asarray(model.item_factors)))
+    np.testing.assert_array_equal(factors[0][0], factors[1][0])
+    np.testing.assert_array_equal(factors[0][1], factors[1][1])
