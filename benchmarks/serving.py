@@ -58,9 +58,10 @@ async def _closed_loop(
     stage_ms: dict[str, float] = {}
     issued = 0
     non_2xx = 0
+    stored = 0  # answers with no ranking stage: served from the precomputed table
 
     async def connection() -> None:
-        nonlocal issued, non_2xx
+        nonlocal issued, non_2xx, stored
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             while issued < requests:
@@ -79,6 +80,8 @@ async def _closed_loop(
                         for part in line[15:].decode().split(", "):
                             stage, _, duration = part.partition(";dur=")
                             stage_ms[stage] = stage_ms.get(stage, 0.0) + float(duration)
+                            if stage == "ranking" and float(duration) == 0.0:
+                                stored += 1
                 body = await reader.readexactly(length)
                 latencies.append(time.perf_counter_ns() - started)
                 if not head.startswith(b"HTTP/1.1 2"):
@@ -89,7 +92,7 @@ async def _closed_loop(
 
     started = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(concurrency)))
-    return latencies, time.perf_counter() - started, non_2xx, stage_ms
+    return latencies, time.perf_counter() - started, non_2xx, stage_ms, stored
 
 
 def load_client() -> None:  # pragma: no cover - subprocess entry
@@ -107,7 +110,7 @@ def load_client() -> None:  # pragma: no cover - subprocess entry
     _pin(CLIENT_CPU)
     job = json.loads(sys.stdin.read())
     asyncio.run(_closed_loop(job["port"], job["paths"], job["concurrency"], job["warmup"]))
-    latencies, seconds, non_2xx, stage_ms = asyncio.run(
+    latencies, seconds, non_2xx, stage_ms, stored = asyncio.run(
         _closed_loop(job["port"], job["paths"], job["concurrency"], job["requests"])
     )
     ms = np.asarray(latencies, dtype=np.float64) / 1e6
@@ -121,6 +124,7 @@ def load_client() -> None:  # pragma: no cover - subprocess entry
                 "mean_ms": float(ms.mean()),
                 "throughput_rps": len(latencies) / seconds,
                 "non_2xx": non_2xx,
+                "from_table": stored,
                 "latencies_ms": ms.round(4).tolist(),
                 "stage_ms": {k: v / max(len(latencies), 1) for k, v in stage_ms.items()},
             }
@@ -172,6 +176,15 @@ def _taskset(cpu: int) -> list[str]:
     if shutil.which("taskset") and cpu < (os.cpu_count() or 1):
         return ["taskset", "-c", str(cpu)]
     return []
+
+
+PRECOMPUTED = "service, precomputed"
+
+
+def _service(port: int, env: dict[str, str]) -> subprocess.Popen:
+    """``reelrank serve`` on ``port``, pinned to the server CPU."""
+    command = [*_taskset(SERVER_CPU), sys.executable, "-m", "cli", "serve", "--port", str(port)]
+    return subprocess.Popen(command, cwd=ROOT, env=env)
 
 
 def free_port() -> int:
@@ -233,6 +246,12 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds per app.")
+    parser.add_argument(
+        "--precomputed",
+        action="store_true",
+        help="Also measure the service answering from the precomputed top-k table "
+        "(runs `reelrank batch-recommend` first; REELRANK_SERVE_PRECOMPUTED=true).",
+    )
     parser.add_argument("--out", type=Path, help="Also write the results as JSON here.")
     parser.add_argument("--markdown", type=Path, help="Also write the results page here.")
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
@@ -257,27 +276,25 @@ def main() -> None:
             )
 
     env = {**os.environ, "REELRANK_DATA_DIR": str(data_dir)}
-    service_port, bare_port = free_port(), free_port()
-    processes = [
-        subprocess.Popen(
-            [
-                *_taskset(SERVER_CPU),
-                sys.executable,
-                "-m",
-                "cli",
-                "serve",
-                "--port",
-                str(service_port),
-            ],
+    service_port, bare_port, stored_port = free_port(), free_port(), free_port()
+    if args.precomputed:
+        print(f"precomputing the top-{args.k} of every active user ...", flush=True)
+        subprocess.run(
+            [sys.executable, "-m", "cli", "batch-recommend", "--k", str(args.k)],
             cwd=ROOT,
             env=env,
-        ),
+            check=True,
+        )
+    processes = [
+        _service(service_port, env),
         subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--bare-server", str(bare_port)],
             cwd=ROOT,
             env=env,
         ),
     ]
+    if args.precomputed:
+        processes.append(_service(stored_port, {**env, "REELRANK_SERVE_PRECOMPUTED": "true"}))
     rounds: dict[tuple[str, int], list[dict]] = {}
     try:
         wait_ready(f"http://127.0.0.1:{service_port}/ready")
@@ -288,6 +305,10 @@ def main() -> None:
             "bare": (bare_port, [f"/ping?u={u}" for u in ids]),
             "service /health": (service_port, ["/health"]),
         }
+        if args.precomputed:
+            wait_ready(f"http://127.0.0.1:{stored_port}/ready")
+            paths = [f"/recommendations/{u}?k={args.k}" for u in ids]
+            targets[PRECOMPUTED] = (stored_port, paths)
         # Rounds alternate the apps, so drift on the machine hits both alike; the ratio of
         # each round compares runs made seconds apart.
         for _ in range(args.rounds):
@@ -339,6 +360,7 @@ def summarise(rounds: dict[tuple[str, int], list[dict]], concurrencies: list[int
             "throughput_rps": float(np.median([r["throughput_rps"] for r in runs])),
             "throughput_rps_rounds": [round(r["throughput_rps"], 1) for r in runs],
             "non_2xx": int(sum(r["non_2xx"] for r in runs)),
+            "from_table": int(sum(r.get("from_table", 0) for r in runs)),
             "stage_ms": stages,
         }
     for concurrency in map(str, concurrencies):
@@ -357,8 +379,9 @@ def report(summary: dict, concurrencies: list[int], setup: str) -> str:
     lines = [setup, ""]
     header = "| app | concurrency | p50 ms | p95 ms | p99 ms | throughput req/s | non-2xx |"
     lines += [header, "|" + "---|" * (header.count("|") - 1)]
+    names = ["service", "bare", "service /health"] + [PRECOMPUTED] * (PRECOMPUTED in summary)
     for concurrency in map(str, concurrencies):
-        for name in ("service", "bare", "service /health"):
+        for name in names:
             r = summary[name][concurrency]
             lines.append(
                 f"| {name} | {concurrency} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
@@ -374,6 +397,18 @@ def report(summary: dict, concurrencies: list[int], setup: str) -> str:
             f"- concurrency {concurrency}: service/bare throughput {s['throughput_ratio']:.1%} "
             f"(rounds: {rounds}); p99 ratio {s['p99_ms'] / max(b['p99_ms'], 1e-9):.1f}x"
         )
+    if PRECOMPUTED in summary:
+        lines.append("")
+        for concurrency in map(str, concurrencies):
+            online, stored = summary["service"][concurrency], summary[PRECOMPUTED][concurrency]
+            lines.append(
+                f"- precomputed vs online, concurrency {concurrency}: p50 "
+                f"{stored['p50_ms']:.2f} vs {online['p50_ms']:.2f} ms, p99 "
+                f"{stored['p99_ms']:.2f} vs {online['p99_ms']:.2f} ms, throughput "
+                f"{stored['throughput_rps']:,.0f} vs {online['throughput_rps']:,.0f} req/s "
+                f"({stored['throughput_rps'] / online['throughput_rps']:.2f}x); "
+                f"{stored['from_table']:,} of {stored['requests']:,} answers from the table"
+            )
     top = str(max(concurrencies))
     s = summary["service"][top]
     per_request = 1000.0 / s["throughput_rps"]
@@ -410,6 +445,7 @@ def markdown_page(text: str, args: argparse.Namespace) -> str:
     command = (
         f".venv/bin/python benchmarks/serving.py --data-dir {args.data_dir or 'DATA_DIR'} "
         f"--requests {args.requests} --warmup {args.warmup} --rounds {args.rounds} "
+        f"{'--precomputed ' if args.precomputed else ''}"
         "--out design_docs/results/serving.json --markdown design_docs/results/serving.md"
     )
     return (

@@ -294,22 +294,24 @@ def cosine_neighbours(
     counts = np.asarray(seen.sum(axis=0), dtype=np.float64).ravel()
     norms = np.sqrt(counts.astype(dtype))
     by_item = seen.T.tocsr()
-    columns = seen.tocsc()
-    width = max(1, SIMILARITY_BLOCK_CELLS // max(n_items, 1))
+    # Each block is computed transposed (its items as rows), so the per-item cut runs
+    # along contiguous memory; co-occurrence is symmetric and the products commute, so
+    # every value is the column-wise computation's.
+    height = max(1, SIMILARITY_BLOCK_CELLS // max(n_items, 1))
     blocks = []
-    for lo in range(0, n_items, width):
-        cols = np.arange(lo, min(lo + width, n_items))
-        co = (by_item @ columns[:, cols]).toarray().astype(dtype)
-        sim = co / (np.outer(norms, norms[cols]) + shrink + epsilon)
-        sim[cols, np.arange(len(cols))] = 0.0
+    for lo in range(0, n_items, height):
+        rows = np.arange(lo, min(lo + height, n_items))
+        co = (by_item[rows] @ seen).toarray().astype(dtype)
+        sim = co / (np.outer(norms[rows], norms) + shrink + epsilon)
+        sim[np.arange(len(rows)), rows] = 0.0
         if neighbours < n_items:
             if keep_ties:
-                cut = np.partition(sim, -neighbours, axis=0)[-neighbours]
-                sim[sim < cut[np.newaxis, :]] = 0.0
+                cut = np.partition(sim, n_items - neighbours, axis=1)[:, n_items - neighbours]
+                sim[sim < cut[:, np.newaxis]] = 0.0
             else:
-                drop = np.argpartition(-sim, neighbours - 1, axis=0)[neighbours:, :]
-                np.put_along_axis(sim, drop, 0.0, axis=0)
-        blocks.append(sp.csc_matrix(sim))
+                drop = np.argpartition(-sim, neighbours - 1, axis=1)[:, neighbours:]
+                np.put_along_axis(sim, drop, 0.0, axis=1)
+        blocks.append(sp.csr_matrix(sim))
     if not blocks:
         return sp.csr_matrix((n_items, n_items), dtype=dtype)
-    return sp.csr_matrix(sp.hstack(blocks, format="csc"))
+    return sp.csr_matrix(sp.vstack(blocks, format="csr").T)

@@ -1,7 +1,8 @@
 """Diagnostics of the candidate on the last fold: what the ranker sees and how it learns.
 
 * :func:`candidate_recall_table`: recall@N of each retrieval source and of their union;
-* :func:`ranker_view`: labels and scores of every candidate (the pointwise view: AUC, ROC);
+* :func:`run_diagnostics` keeps the labels and scores of every candidate (the pointwise
+  view: AUC, ROC);
 * :func:`learning_curve`: the ranker's training and validation nDCG@k against the
   training-set size;
 * :func:`regularisation_sweep`: the complexity curve: nDCG@k of the LightGBM ranker for
@@ -82,10 +83,14 @@ def run_diagnostics(
     fold: TimeFold,
     fitted: Recommender,
     progress: Callable[[str], None] | None = None,
+    end_to_end: float | None = None,
 ) -> Diagnostics:
-    """Every diagnostic of ``fitted`` (the candidate fitted on ``fold`` by cross-validation)."""
+    """Every diagnostic of ``fitted`` (the candidate fitted on ``fold`` by cross-validation;
+    ``end_to_end``: its cross-validation nDCG@k there, reused by the learning curve)."""
     relevant = build_relevant(fold.train, fold.test)
-    labels, scores = ranker_view(fitted, relevant)
+    ranked = fitted.rank(fitted.candidates(_judged_users(relevant)))
+    labels = _candidate_labels(ranked, relevant)
+    scores = ranked[SCORE].to_numpy(dtype=np.float64)
     curve = sweep = None
     if progress:
         progress("re-ranking trade-off")
@@ -93,7 +98,8 @@ def run_diagnostics(
     if config.diagnostics:
         if progress:
             progress("learning curve")
-        curve = learning_curve(config, dataset, fold, fitted)
+        full = (_ranked_ndcg(ranked, labels, config.k), end_to_end)
+        curve = learning_curve(config, dataset, fold, fitted, full)
         if isinstance(fitted.ranker_, LGBMRanker):
             if progress:
                 progress("regularisation sweep")
@@ -120,26 +126,30 @@ def candidate_recall_table(model: Recommender, relevant: pd.DataFrame) -> pd.Dat
     return candidate_recall(candidates, relevant, list(model.sources_), RECALL_CUTOFFS)
 
 
-def ranker_view(model: Recommender, relevant: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (relevant or not) and ranker scores of every candidate of the judged users."""
-    ranked = model.rank(model.candidates(_judged_users(relevant)))
+def _candidate_labels(ranked: pd.DataFrame, relevant: pd.DataFrame) -> np.ndarray:
     positives = pd.MultiIndex.from_frame(relevant[[USER_ID, ITEM_ID]])
     labels = pd.MultiIndex.from_frame(ranked[[USER_ID, ITEM_ID]]).isin(positives)
-    return labels.astype(np.int64), ranked[SCORE].to_numpy(dtype=np.float64)
+    return labels.astype(np.int64)
+
+
+def _ranked_ndcg(ranked: pd.DataFrame, labels: np.ndarray, k: int) -> float:
+    sizes = ranked.groupby(USER_ID, sort=False).size().to_numpy()
+    return grouped_ndcg(ranked[SCORE].to_numpy(), labels, sizes, k)
 
 
 def candidate_set_ndcg(model: Recommender, relevant: pd.DataFrame, k: int) -> float:
     """nDCG@k of the ranker inside the candidate sets of the judged users (what it can
     order), the same metric as its training score (``ranker_train_ndcg_``)."""
     ranked = model.rank(model.candidates(_judged_users(relevant)))
-    positives = pd.MultiIndex.from_frame(relevant[[USER_ID, ITEM_ID]])
-    labels = pd.MultiIndex.from_frame(ranked[[USER_ID, ITEM_ID]]).isin(positives)
-    sizes = ranked.groupby(USER_ID, sort=False).size().to_numpy()
-    return grouped_ndcg(ranked[SCORE].to_numpy(), labels, sizes, k)
+    return _ranked_ndcg(ranked, _candidate_labels(ranked, relevant), k)
 
 
 def learning_curve(
-    config: TrainConfig, dataset: Dataset, fold: TimeFold, fitted: Recommender
+    config: TrainConfig,
+    dataset: Dataset,
+    fold: TimeFold,
+    fitted: Recommender,
+    full: tuple[float, float | None] | None = None,
 ) -> pd.DataFrame:
     """The ranker's training and validation scores against the training-set size.
 
@@ -149,6 +159,9 @@ def learning_curve(
     fitted on), **validation** on the fold's test window. Both low and close: high bias;
     training well above a validation that closes the gap as data grows: high variance.
     ``end_to_end_`` is the cross-validation metric (the whole catalogue, recall included).
+    ``full``: the validation and end-to-end scores of ``fitted`` itself when the caller
+    has them (the diagnostics' ranked candidates, the cross-validation table), instead of
+    ranking every judged user's candidates twice more.
     """
     train = fold.train.sort_values(TIMESTAMP, kind="stable")
     relevant = build_relevant(fold.train, fold.test)
@@ -166,16 +179,19 @@ def learning_curve(
             logger.warning("learning curve at %.2f failed: %s", fraction, error)
             continue
         users = _judged_users(relevant)
+        valid, end_to_end = full if fraction == 1.0 and full is not None else (None, None)
+        if valid is None:
+            valid = candidate_set_ndcg(model, relevant, config.k)
+        if end_to_end is None:
+            end_to_end = ndcg_at_k(model.recommend(users, k=config.k), relevant, config.k)
         rows.append(
             {
                 "fraction": fraction,
                 "n_events": len(subset),
                 "n_training_groups": model.n_ranker_groups_,
                 f"train_{key}": model.ranker_train_ndcg_,
-                f"valid_{key}": candidate_set_ndcg(model, relevant, config.k),
-                f"end_to_end_{key}": ndcg_at_k(
-                    model.recommend(users, k=config.k), relevant, config.k
-                ),
+                f"valid_{key}": valid,
+                f"end_to_end_{key}": end_to_end,
             }
         )
     return pd.DataFrame(rows)

@@ -37,9 +37,10 @@ from reelrank.training.crossval import RecommenderLike
 logger = logging.getLogger(__name__)
 
 INNER_VALIDATION_FRACTION: Final = 0.2
-TUNING_MAX_USERS: Final = 5_000
+TUNING_MAX_USERS: Final = 2_000
 """At scale the grid (some thirty fits) is tuned on the whole histories of this many users of
-the first fold's training part, drawn at random with the run's seed; with fewer users
+the first fold's training part, drawn at random with the run's seed (at 5,000 the tuning took
+130 s of the 10M-event run, `benchmarks/pipeline_scale.py`); with fewer users
 (MovieLens-100K, the default synthetic world) every user is used."""
 Progress = Callable[[str], None]
 

@@ -48,7 +48,7 @@ from reelrank.training.config import (
     logged_params,
     model_factories,
 )
-from reelrank.training.crossval import CVResult, ModelFactory, cross_validate
+from reelrank.training.crossval import FOLD, MODEL, CVResult, ModelFactory, cross_validate
 from reelrank.training.diagnostics import Diagnostics, run_diagnostics
 from reelrank.training.ladder import Tuning, ladder_factories, tune_ladder
 from reelrank.training.report import RunReport, RunSummary
@@ -170,9 +170,21 @@ def conclude_evaluation(
         vs_incumbent=_difference(cv, INCUMBENT, config.seed) if INCUMBENT in cv.per_user else None,
         vs_ladder=tuple(_difference(cv, rung, config.seed) for rung in BASELINES if rung != best),
         diagnostics=run_diagnostics(
-            config, dataset, plan.folds[-1], cv.fitted[CANDIDATE], progress
+            config,
+            dataset,
+            plan.folds[-1],
+            cv.fitted[CANDIDATE],
+            progress,
+            end_to_end=_last_fold_score(cv, config.k),
         ),
     )
+
+
+def _last_fold_score(cv: CVResult, k: int) -> float:
+    """The candidate's cross-validation nDCG@k on the last fold (the diagnostics' fold)."""
+    table = cv.per_fold
+    last = (table[MODEL] == CANDIDATE) & (table[FOLD] == cv.folds[-1][FOLD])
+    return float(table.loc[last, metric_key(NDCG, k)].iloc[0])
 
 
 def evaluate(
