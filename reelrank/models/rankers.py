@@ -32,8 +32,8 @@ class LGBMRanker(BaseEstimator):
     """LightGBM over candidate groups: ``lambdarank`` (listwise, graded labels) or ``binary``.
 
     Deterministic for a given ``random_state`` whatever the thread count
-    (``deterministic=True``; predictions with ``n_jobs`` 1 and 2 are bitwise equal on the
-    ranker's training sets, ``tests/unit/test_rankers.py``). ``n_jobs=-1`` trains on every
+    (``deterministic=True``; predictions with ``n_jobs`` 1 and 2 are bitwise equal,
+    ``tests/model/test_ranker.py``). ``n_jobs=-1`` trains on every
     core: 1.6x faster than one thread on 2 cores, for the same model.
     ``reg_alpha``/``reg_lambda`` are the L1/L2 leaf-weight penalties.
     """

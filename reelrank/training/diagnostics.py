@@ -98,7 +98,7 @@ def run_diagnostics(
     if config.diagnostics:
         if progress:
             progress("learning curve")
-        full = (_ranked_ndcg(ranked, labels, config.k), end_to_end)
+        full = None if end_to_end is None else (_ranked_ndcg(ranked, labels, config.k), end_to_end)
         curve = learning_curve(config, dataset, fold, fitted, full)
         if isinstance(fitted.ranker_, LGBMRanker):
             if progress:
@@ -149,7 +149,7 @@ def learning_curve(
     dataset: Dataset,
     fold: TimeFold,
     fitted: Recommender,
-    full: tuple[float, float | None] | None = None,
+    full: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     """The ranker's training and validation scores against the training-set size.
 
@@ -179,10 +179,10 @@ def learning_curve(
             logger.warning("learning curve at %.2f failed: %s", fraction, error)
             continue
         users = _judged_users(relevant)
-        valid, end_to_end = full if fraction == 1.0 and full is not None else (None, None)
-        if valid is None:
+        if fraction == 1.0 and full is not None:
+            valid, end_to_end = full
+        else:
             valid = candidate_set_ndcg(model, relevant, config.k)
-        if end_to_end is None:
             end_to_end = ndcg_at_k(model.recommend(users, k=config.k), relevant, config.k)
         rows.append(
             {
