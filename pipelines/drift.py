@@ -6,7 +6,7 @@ simulator from its day on (the ground truth changes; the service and the pipelin
 see it). Each day:
 
 1. **simulate** the day's visits on the (changed) ground truth and measure what was served
-   (true and observed play rate);
+   (true and observed play rate, and the ideal rows' play rate: what the world offered);
 2. **monitor** the day's served window against the champion's reference
    (:func:`pipelines.monitor.monitor_task`), before the day's feature refresh: the online
    features it reads are the ones the day's requests were served with (read after the
@@ -68,10 +68,22 @@ class DriftRunConfig:
     train: dict[str, Any] = field(default_factory=dict)
 
 
+def lake_pairs() -> Any:
+    """The lake's ``user_id, item_id`` pairs (what each user had before the run), for the
+    simulator's ideal rows."""
+    import pandas as pd
+
+    from reelrank.config import get_settings
+    from reelrank.data.ingest import TABLE_FILES
+
+    path = get_settings().lake_path / TABLE_FILES["events"]
+    return pd.read_parquet(path, columns=["user_id", "item_id"])
+
+
 @flow(name="reelrank-drift-run")
 def drift_flow(config_fields: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """``days`` x (simulate -> monitor -> ingest -> features -> retrain on drift -> reload)."""
-    from reelrank.loop.simulator import Simulator
+    from reelrank.loop.simulator import Simulator, user_histories
     from reelrank.loop.world_change import GenreShift
     from reelrank.monitoring.timeline import day_record
 
@@ -81,7 +93,10 @@ def drift_flow(config_fields: dict[str, Any] | None = None) -> list[dict[str, An
     world_change = GenreShift(change.genre, change.shift, config.start_day + change.day)
     truth = load_world_task()
     client = loop_service_task(LoopConfig(gate="strict", k=config.k))
-    simulator = Simulator(truth, client, k=config.k, seed=config.seed, change=world_change)
+    simulator = Simulator(
+        truth, client, k=config.k, seed=config.seed, change=world_change,
+        history=user_histories(lake_pairs()), ideal=True,
+    )  # fmt: skip
     records: list[dict[str, Any]] = []
     try:
         for day in range(config.days):

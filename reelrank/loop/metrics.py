@@ -6,6 +6,10 @@ Over the shown items of a round (one row per item of each visit's slate,
 * **true play rate**: the mean over shown items of their expected plays under the world's
   truth and the users' model (examination x click x play probability): what the served
   slates were worth, free of the simulation's sampling noise;
+* **ideal play rate** (when the simulator computed the ideal rows): the same mean for the
+  best row each user could have been shown (:meth:`reelrank.loop.simulator.Simulator.ideal_row`),
+  and the **share of ideal**, true / ideal: how much of what the world offered the served
+  rows took. A change of the world moves the ideal; only the policy moves the share;
 * **observed play rate**: plays / shown items, what the logs saw;
 * **click-through rate**: clicks / shown items;
 * **coverage**: the share of the catalogue's items shown at least once in the round;
@@ -63,7 +67,7 @@ def round_metrics(shown: pd.DataFrame, item_popularity: NDArray[Any]) -> dict[st
     def per_impression(column: str) -> float:
         return float(shown[column].to_numpy(dtype=np.float64).mean()) if impressions else 0.0
 
-    return {
+    out = {
         "visits": float(shown["request_id"].nunique()) if impressions else 0.0,
         "impressions": float(impressions),
         "true_play_rate": per_impression("expected_plays"),
@@ -73,3 +77,10 @@ def round_metrics(shown: pd.DataFrame, item_popularity: NDArray[Any]) -> dict[st
         "exposure_gini": gini(counts),
         "top_decile_share": float(counts[top].sum() / impressions) if impressions else 0.0,
     }
+    ideal = shown.get("ideal_expected_plays")
+    if impressions and ideal is not None and not ideal.isna().any():
+        out["ideal_play_rate"] = per_impression("ideal_expected_plays")
+        out["share_of_ideal"] = (
+            out["true_play_rate"] / out["ideal_play_rate"] if out["ideal_play_rate"] else 0.0
+        )
+    return out

@@ -39,6 +39,11 @@ preference of a visit's items is the world's plus the change's offset on the vis
 (:meth:`Simulator.preference`), from the change's day on: the users act on the changed
 world, and everything measured of a visit (its expected plays) is of the changed world.
 
+**The ideal row.** With ``ideal=True`` every visit also carries the expected plays of the
+best row the user could have been shown (:meth:`Simulator.ideal_row`): what the world
+offers that user that day, whatever the service does. A change that makes the world worse
+lowers it too; the served row's share of it is what a policy, and a retrain, can move.
+
 Requests are bounded: at most ``max_requests`` over the whole run and, if ``max_rate`` is
 set, at most that many per second of wall-clock time; the run ends after its days.
 """
@@ -46,7 +51,7 @@ set, at most that many per second of wall-clock time; the run ends after its day
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final, Protocol
@@ -106,6 +111,23 @@ class UserModel:
         return np.asarray(expit(self.play_intercept + self.play_slope * preference))
 
 
+def user_histories(events: pd.DataFrame) -> dict[int, frozenset[int]]:
+    """The items of each user's events (``user_id``, ``item_id`` columns): what the service
+    never shows them again, for :attr:`Simulator.history`."""
+    pairs = events[["user_id", "item_id"]].drop_duplicates()
+    users = pairs["user_id"].to_numpy(dtype=np.int64)
+    items = pairs["item_id"].to_numpy(dtype=np.int64)
+    if not len(users):
+        return {}
+    order = np.argsort(users, kind="stable")
+    users, items = users[order], items[order]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    return {
+        int(users[lo]): frozenset(items[lo:hi].tolist())
+        for lo, hi in zip(starts, np.r_[starts[1:], len(users)], strict=True)
+    }
+
+
 def expected_plays(
     model: UserModel, preference: FloatArray, positions: NDArray[Any], eligible: NDArray[Any]
 ) -> FloatArray:
@@ -160,6 +182,9 @@ class Visit:
     played: NDArray[np.bool_]
     model_version: str | None = None
     arm: str | None = None
+    ideal: FloatArray | None = None
+    """Expected plays by position of the best row the user could have been shown instead
+    (:meth:`Simulator.ideal_row`); ``None`` when not computed."""
 
 
 @dataclass
@@ -175,6 +200,9 @@ class Simulator:
         max_requests: stop after this many requests in all (None: no cap).
         max_rate: at most this many requests per wall-clock second (None: no limit).
         change: a change of the world from a given day on (None: the world as generated).
+        history: the items each user had before the simulation (the lake's events), which
+            the service never shows again; the ideal row leaves them out too.
+        ideal: also compute each visit's ideal row (:meth:`ideal_row`).
     """
 
     truth: GroundTruth
@@ -187,6 +215,8 @@ class Simulator:
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     change: GenreShift | None = None
+    history: Mapping[int, frozenset[int]] = field(default_factory=dict)
+    ideal: bool = False
     requests: int = 0
     played: dict[int, set[int]] = field(default_factory=dict)
     _next_slot: float = 0.0
@@ -243,12 +273,34 @@ class Simulator:
             now = self._next_slot
         self._next_slot = now + 1.0 / self.max_rate
 
+    def ideal_row(self, user_id: int, n: int, day: int) -> FloatArray:
+        """Expected plays by position (length ``n``) of the best row of ``n`` the user could
+        have been shown on ``day``: the released items they neither had before the
+        simulation nor played in it, of highest true preference (the changed world's, from
+        the change's day), in that order. Examination falls with the position and a play's
+        probability rises with the preference, so that order maximises the row's expected
+        plays (the rearrangement inequality): no policy's row can be worth more."""
+        released = np.flatnonzero(self.truth.item_release_day <= self.truth.span_days + day)
+        items = (released + 1).astype(np.int64)
+        blocked = self.played.get(user_id, set()) | self.history.get(user_id, frozenset())
+        if blocked:
+            items = items[~np.isin(items, np.fromiter(blocked, np.int64, len(blocked)))]
+        preference = self.preference(user_id, items, day)
+        best = -np.sort(-preference)[:n]
+        out = np.zeros(n)
+        out[: len(best)] = expected_plays(
+            self.model, best, np.arange(1, len(best) + 1), np.ones(len(best), dtype=bool)
+        )
+        return out
+
     def behave(self, row: Row, when: pd.Timestamp, draws: FloatArray) -> Visit:
         """What the user does with ``row`` (``draws``: uniforms, shape ``(k, 3)``)."""
         items = np.asarray(row.item_ids, dtype=np.int64)
         n = len(items)
         positions = np.arange(1, n + 1)
-        preference = self.preference(row.user_id, items, self.day_of(when))
+        day = self.day_of(when)
+        preference = self.preference(row.user_id, items, day)
+        ideal = self.ideal_row(row.user_id, n, day) if self.ideal else None
         seen = self.played.setdefault(row.user_id, set())
         eligible = np.array([int(item) not in seen for item in items], dtype=bool)
         examined = draws[:n, 0] < self.model.examination(positions)
@@ -257,7 +309,7 @@ class Simulator:
         seen.update(items[played].tolist())
         return Visit(
             row.request_id, row.user_id, when, row.item_ids, preference, eligible,
-            examined, clicked, played, row.model_version, row.arm,
+            examined, clicked, played, row.model_version, row.arm, ideal,
         )  # fmt: skip
 
     def events(self, visit: Visit) -> list[dict[str, Any]]:
@@ -308,14 +360,15 @@ class Simulator:
 
 VISIT_COLUMNS: Final = (
     "request_id", "user_id", "position", "item_id", "preference", "eligible", "examined",
-    "clicked", "played", "expected_plays", "arm",
+    "clicked", "played", "expected_plays", "ideal_expected_plays", "arm",
 )  # fmt: skip
 
 
 def visits_frame(visits: Sequence[Visit], model: UserModel) -> pd.DataFrame:
     """One row per shown item (:data:`VISIT_COLUMNS`): request, user, position, item, its
     true preference, whether it was eligible, examined, clicked and played, its expected
-    plays, and the arm that served it."""
+    plays, the expected plays of the ideal row's item at that position (NaN when the
+    simulator did not compute it) and the arm that served it."""
     if not visits:
         return pd.DataFrame({name: pd.Series(dtype=object) for name in VISIT_COLUMNS})
     sizes = np.array([len(v.item_ids) for v in visits])
@@ -334,6 +387,12 @@ def visits_frame(visits: Sequence[Visit], model: UserModel) -> pd.DataFrame:
             "clicked": np.concatenate([v.clicked for v in visits]),
             "played": np.concatenate([v.played for v in visits]),
             "expected_plays": expected_plays(model, preference, positions, eligible),
+            "ideal_expected_plays": np.concatenate(
+                [
+                    v.ideal if v.ideal is not None else np.full(n, np.nan)
+                    for v, n in zip(visits, sizes, strict=True)
+                ]
+            ),
             "arm": np.repeat(np.array([v.arm for v in visits], dtype=object), sizes),
         }
     )

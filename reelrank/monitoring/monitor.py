@@ -163,7 +163,8 @@ def window_plays(
 @dataclass(frozen=True)
 class PlayRate:
     """Plays per shown item of a window against the version's baseline window (its first
-    monitored one): a one-sided two-proportion z-test of a drop."""
+    monitored one, or the one it inherited: :func:`new_baseline`): a one-sided
+    two-proportion z-test of a drop."""
 
     plays: int
     impressions: int
@@ -206,6 +207,31 @@ def play_rate_test(
             z = (plays / impressions - baseline_plays / baseline_impressions) / spread
             p_value = float(norm.cdf(z))
     return PlayRate(plays, impressions, baseline_plays, baseline_impressions, p_value, alpha)
+
+
+def new_baseline(
+    plays: int, impressions: int, previous: dict[str, Any] | None, alpha: float = PLAY_RATE_ALPHA
+) -> dict[str, Any]:
+    """A new version's play-rate baseline, from its first monitored window.
+
+    The window becomes the baseline unless it is itself significantly below the previous
+    version's baseline (``previous``: its ``plays``, ``impressions`` and ``version``): then
+    the new version inherits that baseline (``inherited_from``). One bad first window (a
+    model promoted into a changed world, or a noisy day) must not lower the bar every later
+    window is held to; a retrain that did not restore the level is then flagged again."""
+    own = {"plays": int(plays), "impressions": int(impressions)}
+    if previous is None:
+        return own
+    test = play_rate_test(
+        plays, impressions, int(previous["plays"]), int(previous["impressions"]), alpha
+    )
+    if not test.dropped:
+        return own
+    return {
+        "plays": int(previous["plays"]),
+        "impressions": int(previous["impressions"]),
+        "inherited_from": str(previous.get("inherited_from") or previous.get("version")),
+    }
 
 
 @dataclass(frozen=True)

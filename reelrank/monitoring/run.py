@@ -9,8 +9,10 @@ data-drift report as HTML) and writes the report to ``<data_dir>/monitoring/late
 
 **Online quality**: the window's plays per shown item (the feedback log's plays of the
 window's slates) against the version's *baseline*, its first monitored window
-(``<data_dir>/monitoring/baseline-v<version>.json``, written by that run): a significant
-drop (:func:`reelrank.monitoring.monitor.play_rate_test`) counts as drift, ``play_rate``.
+(``<data_dir>/monitoring/baseline-v<version>.json``, written by that run), or the previous
+version's baseline when that first window was already significantly below it
+(:func:`reelrank.monitoring.monitor.new_baseline`): a significant drop
+(:func:`reelrank.monitoring.monitor.play_rate_test`) counts as drift, ``play_rate``.
 Input PSI cannot see a change of what users like until their features move (concept drift:
 ``P(play | features)`` changes, the features do not); the plays can.
 """
@@ -38,6 +40,7 @@ from reelrank.schema import USER_ID
 logger = logging.getLogger(__name__)
 
 MLFLOW_EXPERIMENT: Final = "reelrank-monitoring"
+BASELINE_PREFIX: Final = "baseline-v"
 
 
 def _reference(run_id: str, folder: Path) -> tuple[Profile, Profile, Path]:
@@ -96,13 +99,28 @@ def _play_rate(
     requests = served[monitor.REQUEST_ID].unique()
     plays = monitor.window_plays(settings.feedback_path, requests, since)
     impressions = len(served)
-    path = settings.data_dir / monitor.REFERENCE_DIR / f"baseline-v{version}.json"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json({"plays": plays, "impressions": impressions}, path)
-        return monitor.play_rate_test(plays, impressions, plays, impressions)  # p = 0.5
-    baseline = json.loads(path.read_text(encoding="utf-8"))
+    folder = settings.data_dir / monitor.REFERENCE_DIR
+    path = folder / f"{BASELINE_PREFIX}{version}.json"
+    if path.exists():
+        baseline = json.loads(path.read_text(encoding="utf-8"))
+    else:
+        baseline = monitor.new_baseline(plays, impressions, _previous_baseline(folder, version))
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(baseline, path)
     return monitor.play_rate_test(plays, impressions, baseline["plays"], baseline["impressions"])
+
+
+def _previous_baseline(folder: Path, version: str) -> dict[str, object] | None:
+    """The baseline of the latest version before ``version`` that has one (None: none)."""
+    earlier: list[tuple[int, Path]] = []
+    for path in folder.glob(f"{BASELINE_PREFIX}*.json"):
+        number = path.stem.removeprefix(BASELINE_PREFIX)
+        if number.isdigit() and (not version.isdigit() or int(number) < int(version)):
+            earlier.append((int(number), path))
+    if not earlier:
+        return None
+    latest, path = max(earlier)
+    return {"version": str(latest), **json.loads(path.read_text(encoding="utf-8"))}
 
 
 def run_monitor(

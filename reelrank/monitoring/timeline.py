@@ -13,9 +13,15 @@ The monitor's trigger is what it found drifted: a PSI over its threshold, or the
 significantly below the version's baseline window (``play_rate``,
 :func:`reelrank.monitoring.monitor.play_rate_test`).
 
-**Recovery** is the first day after a promotion whose true play rate is back within
-:data:`RECOVERY_SHARE` of the mean true play rate before the change (the ground truth's
-figure, which only the evaluation reads).
+**Recovery** is the first day after a promotion whose served rows are back within
+:data:`RECOVERY_SHARE` of the control arm's on the same day (or, with no control arm, of
+the mean before the change), measured by the *share of ideal* when the run recorded it:
+the true play rate over the ideal rows' (:meth:`reelrank.loop.simulator.Simulator.ideal_row`,
+the best rows the world offered each user that day). A change that makes the world worse
+lowers what any policy can reach, so the true play rate itself need not come back; the
+share is what a retrain can restore. Runs recorded before the ideal rows were computed are
+judged on the true play rate. Both are the ground truth's figures, which only the
+evaluation reads.
 """
 
 from __future__ import annotations
@@ -84,6 +90,8 @@ def day_record(
         "served_version": served["served_version"],
         "visits": served["visits"],
         "true_play_rate": served["true_play_rate"],
+        "ideal_play_rate": served.get("ideal_play_rate"),
+        "share_of_ideal": served.get("share_of_ideal"),
         "observed_play_rate": served["observed_play_rate"],
         "plays_per_slate": served_figures["plays_per_slate"],
         "max_psi": psi[column],
@@ -113,24 +121,25 @@ def milestones(
 ) -> dict[str, int | None]:
     """The day of each step of the story (None: it did not happen in the run).
 
-    Recovery is judged against the control arm's true play rate on the same day when there
-    is one (the days alone move the play rate: users do not replay what they played, and
-    the world's own activity leaves the feature windows), else against the mean before the
-    change."""
+    Recovery is judged on :func:`recovery_measure` against the control arm's on the same
+    day when there is one (the days alone move the play rate: users do not replay what they
+    played, and the world's own activity leaves the feature windows), else against the mean
+    before the change."""
 
     def first(condition: Any, after: int = -1) -> int | None:
         return next((d["day"] for d in days if d["day"] > after and condition(d)), None)
 
-    before = [d["true_play_rate"] for d in days if d["day"] < change_day]
+    measure = recovery_measure(days, control)
+    before = [d[measure] for d in days if d["day"] < change_day]
     pre_change = sum(before) / len(before) if before else None
-    same_day = {d["day"]: d["true_play_rate"] for d in control or []}
+    same_day = {d["day"]: d[measure] for d in control or []}
 
     def reference(day: dict[str, Any]) -> float | None:
         return same_day.get(day["day"]) if control else pre_change
 
     def recovered(day: dict[str, Any]) -> bool:
         level = reference(day)
-        return level is not None and day["true_play_rate"] >= RECOVERY_SHARE * level
+        return level is not None and day[measure] >= RECOVERY_SHARE * level
 
     alert = first(lambda d: bool(d["alerts"]), change_day - 1)
     trigger = first(lambda d: bool(d["drifted"]), change_day - 1)
@@ -152,12 +161,29 @@ def milestones(
     }
 
 
-def mean_after(days: list[dict[str, Any]], day: int | None) -> float | None:
-    """The mean true play rate of the days after ``day`` (None: no such day)."""
+def recovery_measure(
+    days: list[dict[str, Any]], control: list[dict[str, Any]] | None = None
+) -> str:
+    """``share_of_ideal`` when every record of the arm (and of the control) has it, else
+    ``true_play_rate`` (runs recorded before the ideal rows were computed)."""
+    records = [*days, *(control or [])]
+    if records and all(d.get("share_of_ideal") is not None for d in records):
+        return "share_of_ideal"
+    return "true_play_rate"
+
+
+def mean_after(
+    days: list[dict[str, Any]], day: int | None, key: str = "true_play_rate"
+) -> float | None:
+    """The mean ``key`` (the true play rate) of the days after ``day`` (None: no such day,
+    or a day without the figure)."""
     if day is None:
         return None
-    rates = [d["true_play_rate"] for d in days if d["day"] > day]
-    return sum(rates) / len(rates) if rates else None
+    after = [d.get(key) for d in days if d["day"] > day]
+    rates = [float(rate) for rate in after if rate is not None]
+    if not rates or len(rates) < len(after):
+        return None
+    return sum(rates) / len(rates)
 
 
 COLUMNS: Final = (
@@ -166,6 +192,8 @@ COLUMNS: Final = (
     ("served_version", "served", "{}"),
     ("visits", "visits", "{:,.0f}"),
     ("true_play_rate", "true play rate", "{:.4f}"),
+    ("ideal_play_rate", "ideal rows' play rate", "{:.4f}"),
+    ("share_of_ideal", "share of ideal", "{:.3f}"),
     ("plays_per_slate", "plays / slate", "{:.3f}"),
     ("max_psi_column", "largest PSI (threshold)", "{}"),
     ("score_psi", "score PSI", "{:.3f}"),
@@ -177,12 +205,16 @@ COLUMNS: Final = (
 )
 
 
+IDEAL_KEYS: Final = ("ideal_play_rate", "share_of_ideal")
+"""Columns of runs recorded with the ideal rows only."""
+
+
 def cell(record: dict[str, Any], key: str, fmt: str) -> str:
-    value = record[key]
+    value = record.get(key)
     if key == "max_psi_column":
         return f"{value} {record['max_psi']:.3f} ({record['max_psi_threshold']:.3f})"
     if key in ("alerts", "drifted"):
-        return ", ".join(value) or "-"
+        return ", ".join(value or []) or "-"
     if key == "play_rate":
         if value is None:
             return "-"
@@ -196,9 +228,14 @@ def cell(record: dict[str, Any], key: str, fmt: str) -> str:
 
 def table(days: list[dict[str, Any]]) -> list[str]:
     """One arm's timeline as markdown table lines."""
-    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |"]
-    lines.append("|" + "---|" * len(COLUMNS))
-    lines += ["| " + " | ".join(cell(d, k, f) for k, _, f in COLUMNS) + " |" for d in days]
+    columns = [
+        column
+        for column in COLUMNS
+        if column[0] not in IDEAL_KEYS or any(d.get(column[0]) is not None for d in days)
+    ]
+    lines = ["| " + " | ".join(title for _, title, _ in columns) + " |"]
+    lines.append("|" + "---|" * len(columns))
+    lines += ["| " + " | ".join(cell(d, k, f) for k, _, f in columns) + " |" for d in days]
     return lines
 
 
@@ -219,7 +256,9 @@ def comparison(study: dict[str, Any]) -> list[str]:
     """Per day, every arm's true play rate and what its monitor did."""
     arms = study["arms"]
     names = list(arms)
+    shares = recovery_measure([d for n in names for d in arms[n]["days"]]) == "share_of_ideal"
     header = ["day", "changed", *[f"{n}: true play rate" for n in names],
+              *([f"{n}: share of ideal" for n in names] if shares else []),
               *[f"{n}: monitor, alerts, retrain" for n in names]]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     by_day = [{d["day"]: d for d in arms[n]["days"]} for n in names]
@@ -229,6 +268,8 @@ def comparison(study: dict[str, Any]) -> list[str]:
         day = record["day"]
         rows = [days.get(day) for days in by_day]
         rates = [f"{r['true_play_rate']:.4f}" if r else "-" for r in rows]
+        if shares:
+            rates += [f"{r['share_of_ideal']:.3f}" if r else "-" for r in rows]
 
         def action(r: dict[str, Any] | None) -> str:
             if r is None:
@@ -259,11 +300,14 @@ def _story_lines(study: dict[str, Any]) -> list[str]:
     marks = story(study)
     arm = _story_arm(study)
     days = {d["day"]: d for d in study["arms"][arm]["days"]}
+    control = study["arms"].get("control", {}).get("days")
+    measure = recovery_measure(list(days.values()), control)
     against = (
         "the control arm's on the same day"
         if "control" in study["arms"]
         else "the mean before the change"
     )
+    what = "share of the ideal rows' play rate" if measure == "share_of_ideal" else "true play rate"
 
     def at(key: str, text: str) -> str:
         day = marks[key]
@@ -276,7 +320,7 @@ def _story_lines(study: dict[str, Any]) -> list[str]:
         at("first_alert", "first alert on or after the change"),
         at("retrain", "retrain triggered by drift"),
         at("promotion", "new model promoted by the gate (serving from the next day)"),
-        at("recovery", f"true play rate back within {RECOVERY_SHARE:.0%} of {against}"),
+        at("recovery", f"{what} back within {RECOVERY_SHARE:.0%} of {against}"),
         "- before the change, monitor triggers: "
         + ("none" if marks["false_trigger"] is None else f"first on day {marks['false_trigger']}")
         + "; alerts: "
@@ -303,9 +347,20 @@ def _bought(study: dict[str, Any], promotion: int | None) -> list[str]:
     """The story arm's mean true play rate after its first promotion, beside the others'."""
     if promotion is None:
         return []
-    means = {name: mean_after(run["days"], promotion) for name, run in study["arms"].items()}
-    shown = ", ".join(f"`{name}` {value:.4f}" for name, value in means.items() if value is not None)
-    return [f"- mean true play rate over the days after that first promotion: {shown}"]
+    lines = []
+    for key, text, fmt in (
+        ("true_play_rate", "true play rate", "{:.4f}"),
+        ("share_of_ideal", "share of ideal", "{:.3f}"),
+    ):
+        means = {
+            name: mean_after(run["days"], promotion, key) for name, run in study["arms"].items()
+        }
+        shown = ", ".join(
+            f"`{name}` {fmt.format(value)}" for name, value in means.items() if value is not None
+        )
+        if shown:
+            lines.append(f"- mean {text} over the days after that first promotion: {shown}")
+    return lines
 
 
 ARM_TEXT: Final = {
@@ -313,6 +368,18 @@ ARM_TEXT: Final = {
     "control": "the same days with no change, monitor and trigger on (what the days alone do)",
     "no-retrain": "the change with the trigger off (what the retrains bought)",
 }
+
+
+def _ideal_text(study: dict[str, Any]) -> str:
+    days = [d for run in study["arms"].values() for d in run["days"]]
+    if recovery_measure(days) != "share_of_ideal":
+        return ""
+    return (
+        "; the ideal rows' play rate is that of the best row each visit could have had in "
+        "the (changed) world, and the share of ideal the served rows' part of it: a change "
+        "of the world moves the ideal, a retrain can only restore the share, so recovery is "
+        "judged on the share"
+    )
 
 
 def render_page(study: dict[str, Any]) -> str:
@@ -333,8 +400,10 @@ def render_page(study: dict[str, Any]) -> str:
         "and of the served scores against the champion's reference; the play rate against "
         "the version's first window) -> ingest the logs -> refresh the features -> on drift, "
         "the gated retrain -> reload. The true play rate is the ground truth's (expected "
-        "plays per impression), which only the simulator and this page read. Every arm "
-        "starts from a copy of the same data dir and sees the same simulated users.",
+        "plays per impression), which only the simulator and this page read"
+        + _ideal_text(study)
+        + ". Every arm starts from a copy of the same data dir and sees the same simulated "
+        "users.",
         "",
         "Commands:",
         "",
@@ -373,8 +442,8 @@ def render_page(study: dict[str, Any]) -> str:
 
 
 def plot(study: dict[str, Any], path: Path) -> None:
-    """The timeline figure: every arm's true play rate; the story arm's PSI against its
-    threshold; the story's days marked."""
+    """The timeline figure: every arm's true play rate, its share of the ideal rows' (when
+    recorded) and its largest PSI against the threshold; the story arm's days marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -382,13 +451,21 @@ def plot(study: dict[str, Any], path: Path) -> None:
 
     marks = story(study)
     arm = _story_arm(study)
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    shares = recovery_measure([d for r in study["arms"].values() for d in r["days"]])
+    panels = 3 if shares == "share_of_ideal" else 2
+    figure, axes = plt.subplots(panels, 1, figsize=(8, 3 * panels), sharex=True)
+    top, bottom = axes[0], axes[-1]
     for name, run in study["arms"].items():
         days = run["days"]
         x = [d["day"] for d in days]
         top.plot(x, [d["true_play_rate"] for d in days], marker="o", label=name)
+        if panels == 3:
+            axes[1].plot(x, [d["share_of_ideal"] for d in days], marker="o", label=name)
         bottom.plot(x, [d["max_psi"] / d["max_psi_threshold"] for d in days], marker="o",
                     label=name)  # fmt: skip
+    if panels == 3:
+        axes[1].set_ylabel("share of the ideal rows'")
+        axes[1].legend(loc="lower left")
     top.set_ylabel("true play rate (per impression)")
     bottom.axhline(1.0, color="grey", linestyle="--", label="threshold")
     bottom.set_ylabel("largest PSI / its threshold")
@@ -398,7 +475,7 @@ def plot(study: dict[str, Any], path: Path) -> None:
     for key, colour in styles.items():
         day = marks[key]
         if day is not None:
-            for axis in (top, bottom):
+            for axis in axes:
                 axis.axvline(day, color=colour, alpha=0.4)
             top.annotate(f"{key.replace('_', ' ')} ({arm})", (day, top.get_ylim()[1]),
                          color=colour, rotation=90, va="top", ha="right", fontsize=8)  # fmt: skip

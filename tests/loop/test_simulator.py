@@ -167,3 +167,57 @@ def test_the_loop_metrics():
     model = UserModel()
     value = expected_plays(model, np.array([0.0]), np.array([2]), np.array([True]))[0]
     assert value == pytest.approx(0.5 * (1 / (1 + np.exp(1.5))) * (1 / (1 + np.exp(-0.5))))
+
+
+class BestRows(FixedRows):
+    """A client that shows each visit the user's truly best unplayed items (an oracle)."""
+
+    def __init__(self, simulator_truth, played: dict[int, set[int]]) -> None:
+        super().__init__(simulator_truth.n_items)
+        self.truth, self.played = simulator_truth, played
+
+    def recommend(self, user_id: int, k: int, request_id: str) -> Row:
+        items = np.arange(1, self.n_items + 1)
+        items = items[~np.isin(items, list(self.played.get(user_id, ())))]
+        preference = self.truth.relevance(np.full(len(items), user_id), items)
+        best = items[np.argsort(-preference, kind="stable")[:k]]
+        return Row(request_id, user_id, tuple(int(i) for i in best), model_version="1")
+
+
+def test_the_ideal_row_bounds_every_row_and_an_oracle_reaches_it(truth):
+    """A random row takes a small share of what the ideal rows offer; the oracle's rows
+    (the best unplayed items, best first) are the ideal rows themselves; the items the user
+    had before the simulation are left out of the ideal, as the service never shows them."""
+    from reelrank.loop.simulator import user_histories
+
+    model = UserModel()
+    random_rows = Simulator(truth, FixedRows(truth.n_items), model=model, k=K, ideal=True)
+    shown = visits_frame([v for d in random_rows.run(3, 100) for v in d], model)
+    assert (shown["ideal_expected_plays"] + 1e-12 >= 0).all()
+    per_visit = shown.groupby("request_id")[["expected_plays", "ideal_expected_plays"]].sum()
+    assert (per_visit["expected_plays"] <= per_visit["ideal_expected_plays"] + 1e-12).all()
+    metrics = round_metrics(shown, truth.item_popularity)
+    assert 0 < metrics["share_of_ideal"] < 0.8
+    assert metrics["ideal_play_rate"] == pytest.approx(shown["ideal_expected_plays"].mean())
+
+    played: dict[int, set[int]] = {}
+    oracle = Simulator(truth, BestRows(truth, played), model=model, k=K, ideal=True)
+    oracle.played = played  # the client sees what the users played, as the service's logs do
+    shown = visits_frame([v for d in oracle.run(3, 100) for v in d], model)
+    np.testing.assert_allclose(shown["expected_plays"], shown["ideal_expected_plays"])
+    assert round_metrics(shown, truth.item_popularity)["share_of_ideal"] == pytest.approx(1.0)
+
+    user = int(shown["user_id"].iloc[0])
+    favourite = int(BestRows(truth, {}).recommend(user, 1, "x").item_ids[0])
+    fresh = Simulator(truth, FixedRows(truth.n_items), model=model, k=K)
+    with_history = Simulator(
+        truth, FixedRows(truth.n_items), model=model, k=K,
+        history=user_histories(pd.DataFrame({"user_id": [user], "item_id": [favourite]})),
+    )  # fmt: skip
+    assert with_history.ideal_row(user, K, 0)[0] < fresh.ideal_row(user, K, 0)[0]
+    pairs = pd.DataFrame({"user_id": [3, 1, 3, 3], "item_id": [5, 6, 5, 7]})
+    assert user_histories(pairs) == {1: frozenset({6}), 3: frozenset({5, 7})}
+    assert user_histories(pairs.iloc[:0]) == {}
+    no_ideal = visits_frame([v for d in fresh.run(1, 10) for v in d], model)
+    assert no_ideal["ideal_expected_plays"].isna().all()
+    assert "share_of_ideal" not in round_metrics(no_ideal, truth.item_popularity)

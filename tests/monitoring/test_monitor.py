@@ -120,6 +120,19 @@ def test_every_metric_the_dashboard_and_the_alerts_name_is_exported(tmp_path):
     assert named <= exported, f"named but not exported: {sorted(named - exported)}"
 
 
+def test_a_new_version_inherits_the_baseline_its_first_window_is_far_below():
+    from reelrank.monitoring.monitor import new_baseline
+
+    assert new_baseline(60, 1_000, None) == {"plays": 60, "impressions": 1_000}
+    previous = {"plays": 60, "impressions": 1_000, "version": "3"}
+    assert new_baseline(50, 1_000, previous) == {"plays": 50, "impressions": 1_000}  # chance
+    assert new_baseline(80, 1_000, previous) == {"plays": 80, "impressions": 1_000}  # better
+    inherited = new_baseline(35, 1_000, previous)  # z = -2.6: the bar is not lowered
+    assert inherited == {"plays": 60, "impressions": 1_000, "inherited_from": "3"}
+    again = new_baseline(30, 1_000, {**inherited, "version": "4"})
+    assert again["inherited_from"] == "3"  # the version that set the level
+
+
 def test_the_play_rate_drops_only_when_the_drop_is_beyond_chance(tmp_path):
     from reelrank.loop.logs import FEEDBACK_PREFIX
     from reelrank.monitoring.monitor import play_rate_test, window_plays

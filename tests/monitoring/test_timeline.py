@@ -17,6 +17,7 @@ from reelrank.monitoring.timeline import (
     alerts,
     milestones,
     plot,
+    recovery_measure,
     render_page,
 )
 
@@ -63,6 +64,31 @@ def test_the_story_days_and_recovery_against_the_control():
     assert milestones(change, 2, strict)["recovery"] is None
     early = [_day(0, 0.05, alert=True), *change[1:]]
     assert milestones(early, 2, control)["false_alarm"] == 0
+
+
+def test_recovery_is_judged_on_the_share_of_the_ideal_rows_when_recorded():
+    """The changed world offers less (its ideal rows' play rate falls): the true play rate
+    stays below the control's, but the served rows' share of what the world offers is back
+    on day 4. Without the share on every record, the true play rate is the measure."""
+    rates, ideals = [0.05, 0.05, 0.03, 0.03, 0.04, 0.04], [0.1, 0.1, 0.08, 0.08, 0.08, 0.08]
+    change = [
+        dict(_day(d, r, alert=d == 3, retrained=d == 3, promoted=d == 3), ideal_play_rate=i,
+             share_of_ideal=r / i)
+        for d, (r, i) in enumerate(zip(rates, ideals, strict=True))
+    ]  # fmt: skip
+    control = [dict(_day(d, 0.05), ideal_play_rate=0.1, share_of_ideal=0.5) for d in range(6)]
+    assert recovery_measure(change, control) == "share_of_ideal"
+    assert milestones(change, 2, control)["recovery"] == 4  # 0.5 of ideal, as the control
+    plain = [{k: v for k, v in d.items() if k != "share_of_ideal"} for d in change]
+    assert recovery_measure(plain, control) == "true_play_rate"
+    assert milestones(plain, 2, control)["recovery"] is None  # 0.04 < 0.95 x 0.05
+    study = _study() | {"arms": {"change": {"days": change}, "control": {"days": control}}}
+    page = render_page(study)
+    assert "share of the ideal rows' play rate back within 95%" in page
+    assert "| share of ideal |" in page
+    assert "change: share of ideal" in page
+    assert "mean share of ideal over the days after that first promotion: `change` 0.500" in page
+    assert "share of ideal" not in render_page(_study())  # a run recorded without it
 
 
 def _study() -> dict:
