@@ -322,6 +322,7 @@ def main() -> None:
         run = run_size(events, users, items, args.interval, args.extra)
         runs.append(run)
         print(json.dumps(asdict(run)), flush=True)
+    runs.sort(key=lambda run: run.events)
     fits = exponents(runs)
     print(json.dumps(fits, indent=2))
     command = " ".join(["nice -n 5 .venv/bin/python benchmarks/pipeline_scale.py", *sys.argv[1:]])
