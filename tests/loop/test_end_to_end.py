@@ -162,6 +162,10 @@ def test_a_drift_run_serves_monitors_and_answers_a_changed_world(store: Path):
     for day in days:
         assert day["visits"] == 60
         assert 0 < day["true_play_rate"] < 1
+        assert day["true_play_rate"] <= day["ideal_play_rate"]  # no row beats the ideal one
+        assert day["share_of_ideal"] == pytest.approx(
+            day["true_play_rate"] / day["ideal_play_rate"]
+        )
         assert day["users_monitored"] > 0
         assert day["max_psi_threshold"] >= 0.2  # 0.2, or this small window's noise level
         assert (day["max_psi"] > day["max_psi_threshold"]) == bool(
