@@ -133,6 +133,20 @@ def test_a_new_version_inherits_the_baseline_its_first_window_is_far_below():
     assert again["inherited_from"] == "3"  # the version that set the level
 
 
+def test_the_previous_baseline_is_the_latest_earlier_versions(tmp_path):
+    from reelrank.monitoring.run import _previous_baseline
+
+    assert _previous_baseline(tmp_path, "3") is None
+    for version, plays in (("1", 50), ("2", 60), ("10", 70)):
+        (tmp_path / f"baseline-v{version}.json").write_text(
+            orjson.dumps({"plays": plays, "impressions": 1_000}).decode()
+        )
+    (tmp_path / "baseline-vx.json").write_text("{}")  # not a version: ignored
+    assert _previous_baseline(tmp_path, "3") == {"version": "2", "plays": 60, "impressions": 1_000}
+    assert _previous_baseline(tmp_path, "11")["version"] == "10"  # numbers, not text order
+    assert _previous_baseline(tmp_path, "1") is None
+
+
 def test_the_play_rate_drops_only_when_the_drop_is_beyond_chance(tmp_path):
     from reelrank.loop.logs import FEEDBACK_PREFIX
     from reelrank.monitoring.monitor import play_rate_test, window_plays
