@@ -114,18 +114,8 @@ class UserModel:
 def user_histories(events: pd.DataFrame) -> dict[int, frozenset[int]]:
     """The items of each user's events (``user_id``, ``item_id`` columns): what the service
     never shows them again, for :attr:`Simulator.history`."""
-    pairs = events[["user_id", "item_id"]].drop_duplicates()
-    users = pairs["user_id"].to_numpy(dtype=np.int64)
-    items = pairs["item_id"].to_numpy(dtype=np.int64)
-    if not len(users):
-        return {}
-    order = np.argsort(users, kind="stable")
-    users, items = users[order], items[order]
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    return {
-        int(users[lo]): frozenset(items[lo:hi].tolist())
-        for lo, hi in zip(starts, np.r_[starts[1:], len(users)], strict=True)
-    }
+    sets = events.groupby("user_id", sort=False)["item_id"].agg(frozenset)
+    return dict(zip(sets.index.to_numpy(dtype=np.int64).tolist(), sets, strict=True))
 
 
 def expected_plays(

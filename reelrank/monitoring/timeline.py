@@ -172,6 +172,12 @@ def recovery_measure(
     return "true_play_rate"
 
 
+def records_shares(study: dict[str, Any]) -> bool:
+    """Whether every day of every arm of ``study`` has the share of ideal."""
+    days = [d for run in study["arms"].values() for d in run["days"]]
+    return recovery_measure(days) == "share_of_ideal"
+
+
 def mean_after(
     days: list[dict[str, Any]], day: int | None, key: str = "true_play_rate"
 ) -> float | None:
@@ -256,7 +262,7 @@ def comparison(study: dict[str, Any]) -> list[str]:
     """Per day, every arm's true play rate and what its monitor did."""
     arms = study["arms"]
     names = list(arms)
-    shares = recovery_measure([d for n in names for d in arms[n]["days"]]) == "share_of_ideal"
+    shares = records_shares(study)
     header = ["day", "changed", *[f"{n}: true play rate" for n in names],
               *([f"{n}: share of ideal" for n in names] if shares else []),
               *[f"{n}: monitor, alerts, retrain" for n in names]]  # fmt: skip
@@ -371,8 +377,7 @@ ARM_TEXT: Final = {
 
 
 def _ideal_text(study: dict[str, Any]) -> str:
-    days = [d for run in study["arms"].values() for d in run["days"]]
-    if recovery_measure(days) != "share_of_ideal":
+    if not records_shares(study):
         return ""
     return (
         "; the ideal rows' play rate is that of the best row each visit could have had in "
@@ -451,8 +456,7 @@ def plot(study: dict[str, Any], path: Path) -> None:
 
     marks = story(study)
     arm = _story_arm(study)
-    shares = recovery_measure([d for r in study["arms"].values() for d in r["days"]])
-    panels = 3 if shares == "share_of_ideal" else 2
+    panels = 3 if records_shares(study) else 2
     figure, axes = plt.subplots(panels, 1, figsize=(8, 3 * panels), sharex=True)
     top, bottom = axes[0], axes[-1]
     for name, run in study["arms"].items():
