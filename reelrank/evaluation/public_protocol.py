@@ -61,14 +61,23 @@ def metrics(test: pd.DataFrame, recommendations: pd.DataFrame, k: int = K) -> di
     precision_at_hits = (hits.groupby(USER_ID).cumcount() + 1) / hits[RANK]
     precision_sum = precision_at_hits.groupby(hits[USER_ID]).sum()
     relevant = actual.reindex(precision_sum.index)
-    dcg = (1.0 / np.log2(1.0 + hits[RANK])).groupby(hits[USER_ID]).sum()
-    every = truth.groupby(USER_ID).size()
-    ideal_gain = np.cumsum(1.0 / np.log2(1.0 + np.arange(1, k + 1)))
-    idcg = pd.Series(ideal_gain[np.minimum(every.to_numpy(), k) - 1], index=every.index)
     return {
-        f"ndcg@{k}": float((dcg.reindex(idcg.index, fill_value=0.0) / idcg).mean()),
+        f"ndcg@{k}": float(per_user_ndcg(test, recommendations, k).mean()),
         f"precision@{k}": float((n_hit / k).sum() / n_users),
         f"recall@{k}": float((n_hit / actual.reindex(n_hit.index)).sum() / n_users),
         "map": float((precision_sum / relevant).sum() / n_users),
         f"map@{k}": float((precision_sum / np.minimum(relevant, k)).sum() / n_users),
     }
+
+
+def per_user_ndcg(test: pd.DataFrame, recommendations: pd.DataFrame, k: int = K) -> pd.Series:
+    """Their binary-gain nDCG@k of every test user (indexed by ``user_id``; a user with no
+    recommendation or no hit scores 0): the mean is :func:`metrics`' ``ndcg@k``."""
+    truth = test[[USER_ID, ITEM_ID]].drop_duplicates()
+    recs = recommendations[recommendations[RANK] <= k][[USER_ID, ITEM_ID, RANK]]
+    hits = recs.merge(truth, on=[USER_ID, ITEM_ID])
+    dcg = (1.0 / np.log2(1.0 + hits[RANK])).groupby(hits[USER_ID]).sum()
+    every = truth.groupby(USER_ID).size()
+    ideal_gain = np.cumsum(1.0 / np.log2(1.0 + np.arange(1, k + 1)))
+    idcg = pd.Series(ideal_gain[np.minimum(every.to_numpy(), k) - 1], index=every.index)
+    return (dcg.reindex(idcg.index, fill_value=0.0) / idcg).rename(f"ndcg@{k}")

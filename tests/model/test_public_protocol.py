@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reelrank.evaluation.public_protocol import metrics, stratified_split
+from reelrank.evaluation.public_protocol import metrics, per_user_ndcg, stratified_split
 
 
 def test_the_split_is_per_item_and_keeps_every_rating() -> None:
@@ -37,3 +37,14 @@ def test_metrics_match_the_definitions_worked_by_hand() -> None:
     idcg_1 = 1 + 1 / math.log2(3)
     ndcg_1, ndcg_2 = 1 / idcg_1, (1 / math.log2(3)) / 1
     assert got["ndcg@2"] == pytest.approx((ndcg_1 + ndcg_2 + 0.0) / 3)
+
+
+def test_per_user_ndcg_is_each_users_share_and_averages_to_the_metric() -> None:
+    test = pd.DataFrame({"user_id": [1, 1, 1, 2, 3], "item_id": [10, 11, 12, 20, 30]})
+    recs = pd.DataFrame(
+        {"user_id": [1, 1, 2, 2, 4], "item_id": [11, 99, 98, 20, 10], "rank": [1, 2, 1, 2, 1]}
+    )  # user 4 is not a test user: not scored; user 3 has no row: scores 0
+    got = per_user_ndcg(test, recs, k=2)
+    assert list(got.index) == [1, 2, 3]
+    assert got.tolist() == pytest.approx([1 / (1 + 1 / math.log2(3)), 1 / math.log2(3), 0.0])
+    assert got.mean() == pytest.approx(metrics(test, recs, k=2)["ndcg@2"])
