@@ -216,6 +216,7 @@ class TrainingData:
 @task(name="load-lake", cache_policy=NONE)
 def load_lake_task() -> TrainingData:
     from reelrank.data.ingest import read_lake, read_summary
+    from reelrank.loop.feedback import with_slates
 
     settings = get_settings()
     summary = read_summary(settings.lake_path)
@@ -225,7 +226,8 @@ def load_lake_task() -> TrainingData:
 
         truth = GroundTruth.load(Path(summary["source"]))
     version = str(summary.get("data_version", "unknown"))
-    return TrainingData(read_lake(settings.lake_path), version, truth)
+    dataset = with_slates(read_lake(settings.lake_path), settings.lake_path)
+    return TrainingData(dataset, version, truth)
 
 
 @io_task(name="start-run")

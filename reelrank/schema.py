@@ -108,7 +108,11 @@ SCHEMAS: Final = {EVENTS: EVENTS_SCHEMA, USERS: USERS_SCHEMA, ITEMS: ITEMS_SCHEM
 
 @dataclass(frozen=True)
 class Dataset:
-    """The three canonical frames of one source, plus its rating scale."""
+    """The three canonical frames of one source, plus its rating scale.
+
+    ``slates``: the service's served slates when the lake has them (one row per shown item;
+    :func:`reelrank.loop.feedback.with_slates`), which the ranker's slate window reads.
+    """
 
     events: pd.DataFrame
     users: pd.DataFrame
@@ -116,6 +120,7 @@ class Dataset:
     rating_min: float = 1.0
     rating_max: float = 5.0
     name: str = "dataset"
+    slates: pd.DataFrame | None = None
 
     def table(self, name: str) -> pd.DataFrame:
         return {EVENTS: self.events, USERS: self.users, ITEMS: self.items}[name]

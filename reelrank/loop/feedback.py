@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -639,6 +639,33 @@ def read_feedback_table(lake_dir: Path) -> pd.DataFrame:
 def read_impressions(lake_dir: Path) -> pd.DataFrame:
     """``<lake>/impressions.parquet`` (:data:`IMPRESSION_COLUMNS`)."""
     return _read_table(Path(lake_dir) / IMPRESSIONS_TABLE, IMPRESSION_COLUMNS)
+
+
+def read_slates(lake_dir: Path) -> pd.DataFrame:
+    """The served slates as the ranker's slate window reads them
+    (:data:`~reelrank.models.training_set.SLATE_COLUMNS`): one row per shown item,
+    ``request_id, user_id, item_id`` and ``timestamp``, when the client showed it (its
+    impression event; the serving time when none came back), in time order. What users
+    then did is in the events, which label them."""
+    table = read_impressions(lake_dir)
+    when = table[SHOWN_AT].fillna(table[SERVED_AT])
+    out = pd.DataFrame(
+        {
+            REQUEST_ID: table[REQUEST_ID],
+            s.USER_ID: table[s.USER_ID],
+            s.ITEM_ID: table[s.ITEM_ID],
+            s.TIMESTAMP: when,
+        }
+    )
+    return out.sort_values(s.TIMESTAMP, kind="stable", ignore_index=True)
+
+
+def with_slates(dataset: s.Dataset, lake_dir: Path) -> s.Dataset:
+    """``dataset`` with the lake's served slates (:func:`read_slates`) when it has any."""
+    if not (Path(lake_dir) / IMPRESSIONS_TABLE).exists():
+        return dataset
+    slates = read_slates(lake_dir)
+    return replace(dataset, slates=slates) if len(slates) else dataset
 
 
 def read_negatives(lake_dir: Path) -> pd.DataFrame:

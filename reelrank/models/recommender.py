@@ -51,10 +51,16 @@ from reelrank.models.retrieval import (
     make_source,
     retrieve,
     retrieve_block,
+    score_pairs,
 )
 from reelrank.models.training_set import (
+    CUTOFF,
+    GROUP,
+    LABEL,
+    SLATE_ID,
     LabelWindow,
     RankerTrainingSet,
+    SlateWindow,
     best_ratings,
     feature_snapshot_end,
     keep_groups_with_positives,
@@ -62,6 +68,7 @@ from reelrank.models.training_set import (
     pair_labels,
     sample_label_users,
     sample_users,
+    slate_window,
 )
 from reelrank.schema import (
     GENRES,
@@ -148,6 +155,12 @@ class Recommender(BaseEstimator):
             :mod:`reelrank.models.training_set` for why the default is ``time``).
         ranker_random_windows / ranker_random_fraction: the random windows of ``mixed`` and
             the share of events each holds out.
+        feedback_days: with ``fit(slates=...)``: the served slates of this many days before
+            the end of the events are query groups of their own, labelled by what users did
+            with what they were shown (:func:`~reelrank.models.training_set.slate_window`).
+        feedback_half_life_days / feedback_weight: a slate group of age ``a`` days counts
+            ``round(feedback_weight * 0.5 ** (a / feedback_half_life_days))`` times (0
+            weight: slates unused).
         label_scheme: ``graded`` (1 seen, 2 rated >= ``relevance_threshold``) or ``binary``.
         relevance_threshold: rating from which an interaction counts as a strong positive.
         use_features: use the user/item/cross features of the feature provider (else the
@@ -167,6 +180,9 @@ class Recommender(BaseEstimator):
         ranker_holdout: str = "time",
         ranker_random_windows: int = 2,
         ranker_random_fraction: float = 0.1,
+        feedback_days: float = 7.0,
+        feedback_half_life_days: float = 2.0,
+        feedback_weight: float = 8.0,
         label_scheme: str = "graded",
         relevance_threshold: float = 4.0,
         use_features: bool = True,
@@ -183,6 +199,9 @@ class Recommender(BaseEstimator):
         self.ranker_holdout = ranker_holdout
         self.ranker_random_windows = ranker_random_windows
         self.ranker_random_fraction = ranker_random_fraction
+        self.feedback_days = feedback_days
+        self.feedback_half_life_days = feedback_half_life_days
+        self.feedback_weight = feedback_weight
         self.label_scheme = label_scheme
         self.relevance_threshold = relevance_threshold
         self.use_features = use_features
@@ -238,6 +257,13 @@ class Recommender(BaseEstimator):
             raise ValidationError(
                 f"ranker_random_fraction={self.ranker_random_fraction} must be in (0, 0.5)."
             )
+        for name in ("feedback_days", "feedback_half_life_days"):
+            if not getattr(self, name) > 0:
+                raise ValidationError(f"{name}={getattr(self, name)} must be positive.")
+        if not self.feedback_weight >= 0:
+            raise ValidationError(
+                f"feedback_weight={self.feedback_weight} must be at least 0 (0: slates unused)."
+            )
         if self.ranker_random_windows < 0:
             raise ValidationError(
                 f"ranker_random_windows={self.ranker_random_windows} must be at least 0."
@@ -279,13 +305,15 @@ class Recommender(BaseEstimator):
         items: pd.DataFrame | None = None,
         feature_provider: FeatureProvider | None = None,
         layout: FeatureLayout | None = None,
+        slates: pd.DataFrame | None = None,
     ) -> RankerTrainingSet:
         """Build the ranker's training data from ``events`` (:mod:`.training_set`).
 
         ``feature_provider``, when given, is queried as of each cutoff (point-in-time, e.g.
         Feast historical retrieval); by default the library provider is built, per window,
         from the events before that window's cutoff only. ``layout``: the columns (default:
-        the ones the provider implies).
+        the ones the provider implies). ``slates``: the served slates (one row per shown
+        item, :data:`~reelrank.models.training_set.SLATE_COLUMNS`), for the slate window.
         """
         self._check_params()
         events = sample_users(_validate_events(events), self.ranker_sample_users, self.random_state)
@@ -310,8 +338,85 @@ class Recommender(BaseEstimator):
             provider = self._window_provider(feature_provider, window, users, items)
             layout = layout or self._layout(provider, window.cutoff)
             parts += self._window_parts(window, catalogue, rng, provider, layout)
+        slots = self._slate_window(slates, events)
+        if slots is not None:
+            cutoffs.append(slots.cutoff)
+            provider = self._slate_provider(feature_provider, events, users, items)
+            layout = layout or self._layout(provider, slots.cutoff)
+            parts += self._slate_parts(slots, catalogue, provider, layout)
         names = list(layout.names) if layout is not None else []
         return RankerTrainingSet.concat(parts, names, cutoffs)
+
+    def _slate_window(
+        self, slates: pd.DataFrame | None, events: pd.DataFrame
+    ) -> SlateWindow | None:
+        if slates is None or self.feedback_weight == 0:
+            return None
+        return slate_window(
+            slates,
+            events,
+            self.feedback_days,
+            self.feedback_half_life_days,
+            self.feedback_weight,
+            self.label_scheme,
+            self.relevance_threshold,
+        )
+
+    def _slate_provider(
+        self,
+        feature_provider: FeatureProvider | None,
+        events: pd.DataFrame,
+        users: pd.DataFrame,
+        items: pd.DataFrame,
+    ) -> FeatureProvider | None:
+        """The slate window's features: the given point-in-time provider, or the library's
+        over every event; either is asked as of each slate's day, so it knows only what
+        happened before that day."""
+        if not self.use_features:
+            return None
+        if feature_provider is not None:
+            return feature_provider
+        return library_feature_provider(events, users, items, feature_snapshot_end(events))
+
+    def _slate_parts(
+        self,
+        window: SlateWindow,
+        catalogue: np.ndarray,
+        provider: FeatureProvider | None,
+        layout: FeatureLayout,
+    ) -> list[tuple[pd.DataFrame, np.ndarray]]:
+        """The slate window's groups: per day, the shown items of each slate scored by the
+        sources fitted before the window and featured as of that day, each group repeated
+        as its recency says (distinct group ids, so repeats stay separate groups)."""
+        matrix, sources = self._fit_sources(window.history, catalogue)
+        slots = window.slots
+        parts: list[tuple[pd.DataFrame, np.ndarray]] = []
+        slate_codes = pd.factorize(slots[SLATE_ID])[0].astype(np.int64)
+        most = int(slots["repeats"].max())
+        for day in pd.DatetimeIndex(slots["day"].unique()).sort_values():
+            chunk = slots[slots["day"].eq(day)]
+            index = chunk.index.to_numpy()
+            users, rows = np.unique(chunk[USER_ID].to_numpy(dtype=np.int64), return_inverse=True)
+            cols = matrix.item_columns(chunk[ITEM_ID].to_numpy(dtype=np.int64))
+            known = cols >= 0  # an item outside the catalogue cannot be scored
+            index, rows, cols = index[known], rows[known], cols[known]
+            block = score_pairs(sources, matrix, users, rows, cols)
+            X = feature_matrix(layout, block, users, matrix, provider, day)
+            pairs = pd.DataFrame(
+                {
+                    USER_ID: users[rows],
+                    ITEM_ID: matrix.item_ids[cols],
+                    LABEL: slots[LABEL].to_numpy()[index],
+                    CUTOFF: day,
+                }
+            )
+            codes, repeats = slate_codes[index], slots["repeats"].to_numpy()[index]
+            for copy_number in range(most):
+                take = np.flatnonzero(repeats > copy_number)
+                if len(take):
+                    group = codes[take] * most + copy_number
+                    parts.append((pairs.iloc[take].assign(**{GROUP: group}), X[take]))
+        return parts
 
     def _window_provider(
         self,
@@ -359,6 +464,7 @@ class Recommender(BaseEstimator):
         users: pd.DataFrame | None = None,
         items: pd.DataFrame | None = None,
         feature_provider: FeatureProvider | None = None,
+        slates: pd.DataFrame | None = None,
     ) -> Self:
         """Train the ranker on past label windows, then fit every source on all ``events``.
 
@@ -369,6 +475,11 @@ class Recommender(BaseEstimator):
                 extend the catalogue.
             feature_provider: point-in-time provider for the ranker's training features
                 (e.g. Feast offline); default: built in memory from the library functions.
+            slates: the service's served slates, one row per shown item
+                (:data:`~reelrank.models.training_set.SLATE_COLUMNS`, e.g.
+                :func:`reelrank.loop.feedback.read_slates`): the slate window's groups.
+                Only slates shown up to the last event count, labelled by ``events`` alone,
+                so a fold's fit cannot learn from its future.
         """
         started = time.perf_counter()
         self._check_params()
@@ -384,7 +495,7 @@ class Recommender(BaseEstimator):
         provider = (feature_provider or library) if reads_features else None
         layout = self._layout(provider, as_of)
         self.layout_, self.ranker_ = self._fit_ranker(
-            ranker, layout, events, users, items, provider
+            ranker, layout, events, users, items, provider, slates
         )
         catalogue = items[ITEM_ID].to_numpy(dtype=np.int64)
         self.interactions_, self.sources_ = self._fit_sources(events, catalogue)
@@ -404,15 +515,19 @@ class Recommender(BaseEstimator):
         users: pd.DataFrame,
         items: pd.DataFrame,
         provider: FeatureProvider | None,
+        slates: pd.DataFrame | None = None,
     ) -> tuple[FeatureLayout, Ranker]:
         """The fitted layout and ranker; rank fusion when no window has a positive."""
         self.ranker_train_ndcg_ = float("nan")
+        self.n_slate_groups_ = 0
         if isinstance(ranker, ReciprocalRankFusion):
             self.ranker_cutoffs_, self.n_ranker_groups_, self.n_ranker_rows_ = [], 0, 0
         else:
-            train = self.training_set(events, users, items, provider, layout=layout)
+            train = self.training_set(events, users, items, provider, layout=layout, slates=slates)
             self.ranker_cutoffs_ = train.cutoffs
             self.n_ranker_groups_, self.n_ranker_rows_ = train.n_groups, len(train.y)
+            if GROUP in train.pairs.columns:  # the slate window's groups, repeats included
+                self.n_slate_groups_ = int(train.pairs[GROUP].nunique())
             if train.n_groups > 0:
                 categorical = [c for c in CATEGORICAL_FEATURES if c in layout.names]
                 ranker.fit(train.X, train.y, train.group_sizes, list(layout.names), categorical)

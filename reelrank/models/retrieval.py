@@ -175,6 +175,35 @@ def retrieve_block(
     return RetrievedBlock(rows=rows, item_columns=cols, features=features, feature_names=names)
 
 
+def score_pairs(
+    sources: Mapping[str, CandidateSource],
+    interactions: InteractionMatrix,
+    user_ids: Sequence[int] | np.ndarray,
+    rows: np.ndarray,
+    item_columns: np.ndarray,
+) -> RetrievedBlock:
+    """Every source's score and rank of the given cells (``rows`` index ``user_ids``;
+    any order, repeats allowed): the retrieval features of items a user was *shown*,
+    computed as :func:`retrieve_block` computes its candidates' (seen items masked, so a
+    seen item's score is ``-inf`` and its rank NaN)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    item_columns = np.asarray(item_columns, dtype=np.int64)
+    rows_in_matrix = interactions.user_rows(user_ids)
+    keys, inverse = np.unique(rows * interactions.n_items + item_columns, return_inverse=True)
+    cell_rows, cell_cols = keys // interactions.n_items, keys % interactions.n_items
+    seen = interactions.seen_rows(rows_in_matrix)
+    features = np.empty((len(keys), 2 * len(sources)), dtype=np.float32)
+    names: list[str] = []
+    for j, (name, source) in enumerate(sources.items()):
+        scores = source.scores_for_rows(rows_in_matrix, exclude_seen=True, seen=seen)
+        features[:, 2 * j] = scores[cell_rows, cell_cols]
+        features[:, 2 * j + 1] = ranks_at(scores, cell_rows, cell_cols)
+        names += [score_column(name), rank_column(name)]
+    return RetrievedBlock(
+        rows=rows, item_columns=item_columns, features=features[inverse], feature_names=names
+    )
+
+
 def retrieve(
     sources: Mapping[str, CandidateSource],
     interactions: InteractionMatrix,

@@ -17,6 +17,18 @@ over all events would know the held-out ones: a leak). ``holdout="mixed"`` stack
 kinds of window. The two kinds of label disagree (on ml-100k recent popularity predicts
 the next events, co-occurrence the randomly held-out ones), which is why the default is
 ``time``: the service is only ever asked "what next" (``design_docs/03-model.md``).
+
+**Slate windows** (the service's own logs, when ``fit`` is given the served slates): the
+slates shown in the last ``days`` before the end of the events are query groups of their
+own, the candidates being the items the user was *shown*, labelled by what the user then
+did (an event on the item after it was shown, graded like any label; none: an explicit
+negative). The sources are fitted on the events before the first such slate's day and the
+features are taken as of each slate's day, so a slate sees what the service knew when it
+was served. What these groups teach is what time windows cannot: which of the items the
+service showed users passed over, now (a title or a genre falling out of favour shows
+there days before it shows in anyone's history). Newer slates count more: each group is
+repeated ``round(weight * 0.5 ** (age_days / half_life_days))`` times (repetition rather
+than sample weights, so every ranker learns from it), and older ones fall away.
 """
 
 from __future__ import annotations
@@ -34,6 +46,11 @@ from reelrank.schema import ITEM_ID, LABEL, RATING, TIMESTAMP, USER_ID
 
 DAY: Final = pd.Timedelta(days=1)
 CUTOFF: Final = "cutoff"
+GROUP: Final = "group"
+"""Pairs column of a query group's id, when groups are not one per user (slate windows)."""
+SLATE_ID: Final = "request_id"
+SLATE_COLUMNS: Final = (SLATE_ID, USER_ID, ITEM_ID, TIMESTAMP)
+"""What ``fit(slates=...)`` reads: one row per shown item (``timestamp``: when shown)."""
 TIME_HOLDOUT: Final = "time"
 RANDOM_HOLDOUT: Final = "random"
 MIXED_HOLDOUT: Final = "mixed"
@@ -194,7 +211,7 @@ class RankerTrainingSet:
             pairs=pairs,
             X=np.vstack([X for _, X in parts]),
             y=pairs[LABEL].to_numpy(dtype=np.int32),
-            group_sizes=np.concatenate([group_sizes(p[USER_ID].to_numpy()) for p, _ in parts]),
+            group_sizes=np.concatenate([_group_sizes(p) for p, _ in parts]),
             feature_names=names,
             cutoffs=cutoffs,
         )
@@ -233,3 +250,90 @@ def keep_groups_with_positives(
 def best_ratings(labels: pd.DataFrame) -> pd.Series:
     """The best rating of every (user, item) pair of a window's label events."""
     return labels.groupby([USER_ID, ITEM_ID], sort=False)[RATING].max()
+
+
+def _group_sizes(pairs: pd.DataFrame) -> np.ndarray:
+    """Rows per query group: runs of ``group`` when the chunk has one, else of users."""
+    key = pairs[GROUP] if GROUP in pairs.columns else pairs[USER_ID]
+    return group_sizes(key.to_numpy())
+
+
+@dataclass(frozen=True)
+class SlateWindow:
+    """The served slates of the last days as query groups (see the module docstring).
+
+    Attributes:
+        cutoff: midnight of the first slate's day; the sources see the events before it.
+        history: those events.
+        slots: one row per shown item that counts: ``request_id, user_id, item_id,
+            timestamp`` (when shown), ``day`` (its midnight: the features' time),
+            ``label`` and ``repeats`` (of its slate's group), grouped by slate in time order.
+    """
+
+    cutoff: pd.Timestamp
+    history: pd.DataFrame
+    slots: pd.DataFrame
+
+    @property
+    def n_slates(self) -> int:
+        return int(self.slots[SLATE_ID].nunique())
+
+
+def slate_window(
+    slates: pd.DataFrame,
+    events: pd.DataFrame,
+    days: float,
+    half_life_days: float,
+    weight: float,
+    scheme: str,
+    threshold: float,
+) -> SlateWindow | None:
+    """The slate window of ``events`` (sorted by time), or ``None`` when no slate counts.
+
+    Only slates shown in the ``days`` before the events' last timestamp are read, and a
+    label is an event *in* ``events`` after the item was shown: a model fitted on the
+    events up to some time (a fold's training part) learns nothing from later slates or
+    later actions. Dropped: items the user already had before the cutoff (the service
+    would not show them again after a retrain), groups whose repeats round to zero, and
+    groups without a positive (they teach a ranking nothing).
+    """
+    missing = [c for c in SLATE_COLUMNS if c not in slates.columns]
+    if missing:
+        raise ValidationError(
+            f"slates lack columns {missing}; expected one row per shown item with "
+            f"{', '.join(SLATE_COLUMNS)} (reelrank.loop.feedback.read_slates)."
+        )
+    if slates.empty or events.empty:
+        return None
+    end = pd.Timestamp(events[TIMESTAMP].max())
+    shown = pd.to_datetime(slates[TIMESTAMP], utc=True)
+    recent = slates.loc[(shown <= end) & (shown > end - pd.Timedelta(days=days)), SLATE_COLUMNS]
+    if recent.empty:
+        return None
+    recent = recent.assign(**{TIMESTAMP: pd.to_datetime(recent[TIMESTAMP], utc=True)})
+    cutoff = pd.Timestamp(recent[TIMESTAMP].min()).floor("D")
+    history = events[events[TIMESTAMP] < cutoff]
+    had = history[[USER_ID, ITEM_ID]].drop_duplicates().assign(_had=True)
+    recent = recent.merge(had, on=[USER_ID, ITEM_ID], how="left")
+    recent = recent[recent["_had"].isna()].drop(columns="_had").reset_index(drop=True)
+    later = events.loc[events[TIMESTAMP] >= cutoff, [USER_ID, ITEM_ID, RATING, TIMESTAMP]]
+    acted = recent.reset_index(names="_slot").merge(
+        later, on=[USER_ID, ITEM_ID], suffixes=("", "_event")
+    )
+    acted = acted[acted[f"{TIMESTAMP}_event"] >= acted[TIMESTAMP]]
+    best = acted.groupby("_slot")[RATING].max()
+    label = np.zeros(len(recent), dtype=np.int32)
+    if len(best):
+        label[best.index.to_numpy()] = relevance_labels(best, scheme, threshold)
+    age_days = (end - recent[TIMESTAMP]).dt.total_seconds().to_numpy() / 86_400.0
+    repeats = np.rint(weight * 0.5 ** (age_days / half_life_days)).astype(np.int64)
+    slots = recent.assign(day=recent[TIMESTAMP].dt.floor("D"), **{LABEL: label}, repeats=repeats)
+    useful = slots.groupby(SLATE_ID)[LABEL].transform("max").gt(0) & slots["repeats"].gt(0)
+    slots = slots[useful.to_numpy()]
+    if slots.empty:
+        return None
+    order = slots.groupby(SLATE_ID)[TIMESTAMP].transform("min")
+    slots = slots.assign(_first=order).sort_values(
+        ["_first", SLATE_ID], kind="stable", ignore_index=True
+    )
+    return SlateWindow(cutoff, history, slots.drop(columns="_first"))

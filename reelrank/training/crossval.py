@@ -7,6 +7,7 @@ so differences between models can be bootstrapped on the same users.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -194,6 +195,15 @@ def combine(results: Sequence[FoldResult], k: int) -> CVResult:
     )
 
 
+def _slates_for(model: Any, dataset: Dataset) -> dict[str, pd.DataFrame]:
+    """``slates=`` for a model whose ``fit`` reads served slates, when the dataset has some
+    (the model keeps to those shown before the fold's last training event, and labels
+    them from the fold's training events only, so no fold learns from its test window)."""
+    if dataset.slates is None or "slates" not in inspect.signature(model.fit).parameters:
+        return {}
+    return {"slates": dataset.slates}
+
+
 @dataclass(frozen=True)
 class _Scored:
     """One model on one fold: its table row, per-user metrics, slices and top-k."""
@@ -231,7 +241,7 @@ class _JudgedFold:
         fold, k = self.fold, self.k
         started = time.perf_counter()
         model = factory()
-        model.fit(fold.train, dataset.users, dataset.items)
+        model.fit(fold.train, dataset.users, dataset.items, **_slates_for(model, dataset))
         fit_seconds = time.perf_counter() - started
         recs = model.recommend(self.users, k=k, exclude_seen=True)
         frames = slice_per_user_metrics(

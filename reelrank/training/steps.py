@@ -220,11 +220,16 @@ def fit_final(
     feature_provider: FeatureProvider | None = None,
     progress: Progress | None = None,
 ) -> Recommender:
-    """The model that ships: fitted on every event, features through the provider."""
+    """The model that ships: fitted on every event (and the served slates, when the lake
+    has them), features through the provider."""
     if progress:
         progress("final fit on all events")
     return config.recommender().fit(
-        dataset.events, dataset.users, dataset.items, feature_provider=feature_provider
+        dataset.events,
+        dataset.users,
+        dataset.items,
+        feature_provider=feature_provider,
+        slates=dataset.slates,
     )
 
 
