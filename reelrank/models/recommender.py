@@ -20,6 +20,7 @@ fitted :class:`~reelrank.models.layout.FeatureLayout` (``layout_``), which servi
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import logging
 import time
@@ -206,6 +207,17 @@ class Recommender(BaseEstimator):
         self.relevance_threshold = relevance_threshold
         self.use_features = use_features
         self.random_state = random_state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, giving a model saved before a parameter existed that parameter's
+        default: a registry's champion must still load, clone and refit after an upgrade
+        (the gate refits the champion from its hyperparameters with today's code)."""
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(type(self).__init__).parameters.items()
+            if parameter.default is not inspect.Parameter.empty
+        }
+        super().__setstate__({**defaults, **state})
 
     # ------------------------------------------------------------- nested parameters
     def get_params(self, deep: bool = True) -> dict[str, Any]:
