@@ -129,3 +129,22 @@ def test_als_factors_do_not_depend_on_the_thread_count(small_events):
         factors.append((np.asarray(model.user_factors), np.asarray(model.item_factors)))
     np.testing.assert_array_equal(factors[0][0], factors[1][0])
     np.testing.assert_array_equal(factors[0][1], factors[1][1])
+
+
+def test_score_pairs_gives_shown_items_the_features_retrieval_gives_candidates(small_events):
+    from reelrank.models.retrieval import retrieve_block, score_pairs
+
+    matrix = InteractionMatrix.from_events(small_events)
+    sources = {
+        "popularity": PopularitySource().fit(matrix),
+        "ease": EASESource(l2=10.0).fit(matrix),
+    }
+    users = np.array([1, 2, 3], dtype=np.int64)
+    block = retrieve_block(sources, matrix, users, n=4)
+    picked = np.array([len(block.rows) - 1, 0, 2, 0])  # any order, a repeat
+    pairs = score_pairs(sources, matrix, users, block.rows[picked], block.item_columns[picked])
+    np.testing.assert_array_equal(pairs.features, block.features[picked])
+    assert pairs.feature_names == block.feature_names
+    seen_col = matrix.seen[matrix.user_rows([1])[0]].indices[0]  # an item user 1 had
+    seen = score_pairs(sources, matrix, users, np.array([0]), np.array([seen_col]))
+    assert np.isneginf(seen.features[0, 0]) and np.isnan(seen.features[0, 1])
