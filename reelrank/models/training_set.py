@@ -307,7 +307,8 @@ def slate_window(
         return None
     end = pd.Timestamp(events[TIMESTAMP].max())
     shown = pd.to_datetime(slates[TIMESTAMP], utc=True)
-    recent = slates.loc[(shown <= end) & (shown > end - pd.Timedelta(days=days)), SLATE_COLUMNS]
+    kept = (shown <= end) & (shown > end - pd.Timedelta(days=days))
+    recent = slates.loc[kept, list(SLATE_COLUMNS)]
     if recent.empty:
         return None
     recent = recent.assign(**{TIMESTAMP: pd.to_datetime(recent[TIMESTAMP], utc=True)})

@@ -259,6 +259,11 @@ def log_model(run: TrainingRun, model: Recommender, fit_seconds: float) -> str:
     signature = infer_signature(example, output, params={"k": 10})
     with resumed(run):
         mlflow.log_metric("final_fit_seconds", fit_seconds)
+        groups = {
+            "final_ranker_groups": getattr(model, "n_ranker_groups_", None),
+            "final_slate_groups": getattr(model, "n_slate_groups_", None),
+        }
+        mlflow.log_metrics({k: float(v) for k, v in groups.items() if v is not None})
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=RecommenderModel(model),
