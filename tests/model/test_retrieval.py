@@ -147,4 +147,5 @@ def test_score_pairs_gives_shown_items_the_features_retrieval_gives_candidates(s
     assert pairs.feature_names == block.feature_names
     seen_col = matrix.seen[matrix.user_rows([1])[0]].indices[0]  # an item user 1 had
     seen = score_pairs(sources, matrix, users, np.array([0]), np.array([seen_col]))
-    assert np.isneginf(seen.features[0, 0]) and np.isnan(seen.features[0, 1])
+    assert np.isneginf(seen.features[0, 0])
+    assert np.isnan(seen.features[0, 1])
