@@ -405,8 +405,7 @@ class Recommender(BaseEstimator):
         parts: list[tuple[pd.DataFrame, np.ndarray]] = []
         slate_codes = pd.factorize(slots[SLATE_ID])[0].astype(np.int64)
         most = int(slots["repeats"].max())
-        for day in pd.DatetimeIndex(slots["day"].unique()).sort_values():
-            chunk = slots[slots["day"].eq(day)]
+        for day, chunk in _slate_chunks(slots):
             index = chunk.index.to_numpy()
             users, rows = np.unique(chunk[USER_ID].to_numpy(dtype=np.int64), return_inverse=True)
             cols = matrix.item_columns(chunk[ITEM_ID].to_numpy(dtype=np.int64))
@@ -788,6 +787,17 @@ class Recommender(BaseEstimator):
         self._check_fitted()
         importances: pd.Series | None = getattr(self.ranker_, "feature_importances_", None)
         return importances
+
+
+def _slate_chunks(slots: pd.DataFrame) -> Iterable[tuple[pd.Timestamp, pd.DataFrame]]:
+    """The slots of each day, at most ``USER_CHUNK`` users at a time (the sources score a
+    dense row of the catalogue per user)."""
+    for day in pd.DatetimeIndex(slots["day"].unique()).sort_values():
+        of_day = slots[slots["day"].eq(day)]
+        users = np.unique(of_day[USER_ID].to_numpy(dtype=np.int64))
+        for start in range(0, len(users), USER_CHUNK):
+            chosen = users[start : start + USER_CHUNK]
+            yield day, of_day[of_day[USER_ID].isin(chosen)]
 
 
 def _training_ndcg(ranker: Ranker, train: RankerTrainingSet) -> float:
