@@ -228,7 +228,7 @@ def render(result: dict[str, Any]) -> str:
     for name, row in table.iterrows():
         cells = [f"{row[c]:.1f}" if c == "fit_seconds" else f"{row[c]:.4f}" for c in table.columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", *_time_fold_lines(result), "", *_recency_lines(result), "", *_reading(result)]
+    lines += ["", *_time_fold_lines(result), "", *_recency_lines(result), "", *READING]
     return "\n".join(lines) + "\n"
 
 
@@ -286,22 +286,21 @@ def _recency_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _reading(result: dict[str, Any]) -> list[str]:
-    return [
-        "## Reading",
-        "",
-        "A ranker trained on time windows learns that recently popular titles are what users "
-        "watch next, which is true forward in time (the gate's folds) and false for a random "
-        "hold-out of a user's past (this split). The both-protocols table is the trade-off: "
-        "every variant that is trained also on random hold-outs gains here and loses its "
-        "time-fold lead, and no variant reaches nDCG@10 0.50 here. The by-recency tables say "
-        "why no model can have both on this data: the default's lead on the time folds comes "
-        "from users returning after weeks or months away (what they watch next is what came "
-        "out meanwhile), and those idle users are the ones this split asks the opposite "
-        "question of (what they rated back then, where the 'what else' ranker is ahead). A "
-        "returning user looks the same to a model in both protocols, so one ranking cannot "
-        "answer both. The analysis is in `design_docs/03-model.md`.",
-    ]
+READING: list[str] = [
+    "## Reading",
+    "",
+    "A ranker trained on time windows learns that recently popular titles are what users "
+    "watch next, which is true forward in time (the gate's folds) and false for a random "
+    "hold-out of a user's past (this split). The both-protocols table is the trade-off: "
+    "every variant that is trained also on random hold-outs gains here and loses its "
+    "time-fold lead, and no variant reaches nDCG@10 0.50 here. The by-recency tables say "
+    "why no model can have both on this data: the default's lead on the time folds comes "
+    "from users returning after weeks or months away (what they watch next is what came "
+    "out meanwhile), and those idle users are the ones this split asks the opposite "
+    "question of (what they rated back then, where the 'what else' ranker is ahead). A "
+    "returning user looks the same to a model in both protocols, so one ranking cannot "
+    "answer both. The analysis is in `design_docs/03-model.md`.",
+]
 
 
 def main() -> None:

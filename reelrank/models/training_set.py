@@ -274,10 +274,6 @@ class SlateWindow:
     history: pd.DataFrame
     slots: pd.DataFrame
 
-    @property
-    def n_slates(self) -> int:
-        return int(self.slots[SLATE_ID].nunique())
-
 
 def slate_window(
     slates: pd.DataFrame,
@@ -308,10 +304,9 @@ def slate_window(
     end = pd.Timestamp(events[TIMESTAMP].max())
     shown = pd.to_datetime(slates[TIMESTAMP], utc=True)
     kept = (shown <= end) & (shown > end - pd.Timedelta(days=days))
-    recent = slates.loc[kept, list(SLATE_COLUMNS)]
+    recent = slates.loc[kept, list(SLATE_COLUMNS)].assign(**{TIMESTAMP: shown[kept]})
     if recent.empty:
         return None
-    recent = recent.assign(**{TIMESTAMP: pd.to_datetime(recent[TIMESTAMP], utc=True)})
     cutoff = pd.Timestamp(recent[TIMESTAMP].min()).floor("D")
     history = events[events[TIMESTAMP] < cutoff]
     had = history[[USER_ID, ITEM_ID]].drop_duplicates().assign(_had=True)
