@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from reelrank.config import Settings
+from reelrank.features import columns as cols
 from reelrank.schema import (
     AGE,
     GENDER,
@@ -139,3 +140,44 @@ def built_store(world: World, tmp_path_factory: pytest.TempPathFactory) -> Itera
     store = apply_definitions(settings)
     done = materialize(settings)
     return BuiltStore(settings, store, user_table, item_table, done)
+
+
+def assert_late_rows_reach_online(settings: Settings, world: World, project: str) -> None:
+    """Late data: the tables are rebuilt with events before their end (a play just after
+    midnight had already moved the end a day on), so the end does not move. The rebuilt
+    rows must still reach the online store: they used to wait a day, and the drift monitor
+    read that staleness of ``user_days_since_last_event`` as drift. An unchanged source
+    stays a no-op. Returns with the project's online rows in place (callers tear down)."""
+    from reelrank.features.builders import build_item_change_rows, build_user_change_rows
+    from reelrank.features.feast.providers import FeastOfflineProvider, FeastOnlineProvider
+    from reelrank.features.feast.store import (
+        apply_definitions,
+        materialize,
+        write_offline_features,
+    )
+
+    events = world.events[world.events[TIMESTAMP] < SPIKE_DAY + pd.Timedelta(days=5)]
+    last_day = events[TIMESTAMP].max().floor("D")
+    late = events[
+        (events[TIMESTAMP] < last_day) & (events[TIMESTAMP] >= last_day - pd.Timedelta(days=1))
+    ]
+    assert len(late) > 0
+    done = []
+    for batch in (events.drop(late.index), events):
+        write_offline_features(
+            build_user_change_rows(batch, world.users, world.items),
+            build_item_change_rows(batch, world.items),
+            settings,
+        )
+        store = apply_definitions(settings, project=project)
+        done.append(materialize(settings, project=project))
+    first, again = done
+    assert cols.USER_VIEW in again, "the rebuilt user table was skipped as up to date"
+    assert again[cols.USER_VIEW][1] == first[cols.USER_VIEW][1]  # the end did not move
+    when = pd.Timestamp(again[cols.USER_VIEW][1])
+    users = sorted(late[USER_ID].unique())
+    online, offline = FeastOnlineProvider(store), FeastOfflineProvider(store)
+    pd.testing.assert_frame_equal(
+        online.user_features(users, when), offline.user_features(users, when)
+    )
+    assert materialize(settings, project=project) == {}  # nothing new: a no-op

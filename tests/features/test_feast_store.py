@@ -22,7 +22,7 @@ from reelrank.features.feast.repo_config import FEAST_REPO_DIR, redis_connection
 from reelrank.features.feast.store import historical_features, materialize
 from reelrank.features.protocol import FeatureProvider
 from reelrank.schema import EVENT_TIMESTAMP, ITEM_ID, USER_ID
-from tests.features.conftest import SPIKE_DAY, BuiltStore
+from tests.features.conftest import SPIKE_DAY, BuiltStore, assert_late_rows_reach_online
 
 pytestmark = pytest.mark.xdist_group("feast-store")
 
@@ -157,3 +157,11 @@ def test_incremental_materialization_moves_every_changed_value(world, tmp_path: 
     pd.testing.assert_frame_equal(
         online.item_features(items, when), offline.item_features(items, when)
     )
+
+
+def test_a_rebuilt_source_with_the_same_end_is_materialized_again(world, tmp_path: Path):
+    """Late data (:func:`tests.features.conftest.assert_late_rows_reach_online`), SQLite."""
+    from reelrank.config import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", online_store="sqlite")
+    assert_late_rows_reach_online(settings, world, "reelrank_late")

@@ -29,7 +29,7 @@ from reelrank.features.feast.store import (
 )
 from reelrank.schema import ITEM_ID, USER_ID
 from tests.conftest import require_service
-from tests.features.conftest import World
+from tests.features.conftest import World, assert_late_rows_reach_online
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("feast-store")]
 
@@ -104,3 +104,13 @@ def _direct_reader_equals_the_sdk(settings: Settings, project: str, sdk: pd.Data
     )
     with pytest.raises(FeatureStoreError, match="Redis failed"):
         unreachable.read(1)
+
+
+def test_a_rebuilt_source_with_the_same_end_reaches_redis(redis_settings: Settings, world: World):
+    """Late data on Redis, which keeps a written row only if it is newer than the stored one:
+    the restated rows are stamped just after the last write, so they land."""
+    project = f"reelrank_late_{os.getpid()}"
+    try:
+        assert_late_rows_reach_online(redis_settings, world, project)
+    finally:
+        apply_definitions(redis_settings, project=project).teardown()

@@ -18,6 +18,7 @@ store live under ``Settings().feast_path``; the offline parquet under
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Final
 import pandas as pd
 
 from reelrank.config import Settings
-from reelrank.data.io import AtomicBatch, remove_stale_temps
+from reelrank.data.io import AtomicBatch, atomic_write_json, remove_stale_temps
 from reelrank.exceptions import FeatureStoreError
 from reelrank.features import columns as cols
 from reelrank.features import offline
@@ -234,13 +235,61 @@ def _write_online(
         store.write_to_online_store(view.name, df=chunk)
 
 
+SOURCES_FILE: Final = "materialized_sources.json"
+"""Beside the registry, per ``project/view``: the source file as it was when last
+materialized (``source``: mtime in ns and size) and the online rows' timestamp then
+(``written``)."""
+
+
+def _sources_path(settings: Settings) -> Path:
+    return registry_path(settings).parent / SOURCES_FILE
+
+
+def _source_stamp(view: FeatureView) -> list[int]:
+    """``[mtime_ns, size]`` of the view's source parquet (rewritten by every feature build)."""
+    stat = source_path(view).stat()
+    return [stat.st_mtime_ns, stat.st_size]
+
+
+def _read_stamps(settings: Settings) -> dict[str, dict[str, object]]:
+    path = _sources_path(settings)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # unreadable: treat every source as changed (safe)
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, dict)}
+
+
+def _write_time(end_time: pd.Timestamp, written: object) -> pd.Timestamp:
+    """The online rows' timestamp: ``end_time``, or just after the last write's when a
+    rebuilt source restates the same end (Redis keeps a row only if it is newer than the
+    stored one)."""
+    if not isinstance(written, str):
+        return end_time
+    last = to_utc(pd.Timestamp(written))
+    return end_time if end_time > last else last + pd.Timedelta(microseconds=1)
+
+
 def _interval_start(
-    view: FeatureView, end_time: pd.Timestamp, incremental: bool
+    view: FeatureView, end_time: pd.Timestamp, incremental: bool, source_changed: bool
 ) -> tuple[pd.Timestamp, bool]:
-    """Where the interval to materialize starts, and whether it continues a previous one."""
+    """Where the interval to materialize starts, and whether it continues a previous one.
+
+    A source rebuilt since the last materialization whose end did not move (late data:
+    new rows at or before the end already materialized) is not "up to date": it restates
+    the last day, whose new rows would otherwise never reach the online store (measured in
+    a loop run: the served users' online ``user_days_since_last_event`` had mean 5.6 days
+    where the offline tables said 2.8)."""
     previous = view.most_recent_end_time
     if incremental and previous is not None:
-        return to_utc(previous), True
+        start = to_utc(previous)
+        if source_changed and start >= end_time:
+            start = end_time - pd.Timedelta(days=1)
+        return start, True
     if view.ttl is not None and view.ttl.total_seconds() > 0:
         return end_time - view.ttl, False
     return EARLIEST_TIMESTAMP, False
@@ -260,8 +309,11 @@ def materialize(
     first run (or ``incremental=False``) writes every entity Feast's historical retrieval
     at ``end`` can return, so online and offline agree; a later run writes the users whose
     values moved since the view's last materialized end (a row since then, or recency not
-    yet capped then) and every item (ranks and ages move daily). ``end`` defaults to the
-    newest ``event_timestamp`` of the offline tables (dataset time, not the wall clock).
+    yet capped then) and every item (ranks and ages move daily). A view whose source was
+    rebuilt since its last materialization is written again even when the end did not move
+    (late data; the source's mtime and size are kept in :data:`SOURCES_FILE`). ``end``
+    defaults to the newest ``event_timestamp`` of the offline tables (dataset time, not the
+    wall clock).
 
     Returns:
         ``{view name: (start, end)}`` of the intervals materialized (skipped views absent).
@@ -275,8 +327,14 @@ def materialize(
             f"no feature views in the registry {registry_path(settings)}; run apply first."
         )
     tables_end = views_end(store)
+    stamps = _read_stamps(settings)
     for view in views:
-        start, continues = _interval_start(view, end_time, incremental)
+        stamp_key = f"{project}/{view.name}"
+        stamp = _source_stamp(view)
+        last = stamps.get(stamp_key, {})
+        start, continues = _interval_start(
+            view, end_time, incremental, source_changed=last.get("source") != stamp
+        )
         if start >= end_time:
             logger.info("materialize %s: up to date at %s", view.name, end_time)
             continue
@@ -285,10 +343,13 @@ def materialize(
         moved_since = start - pd.Timedelta(days=cols.RECENCY_CAP_DAYS)
         since = moved_since if continues and kind == "user" else None
         values = offline.values_as_of(kind, source_path(view), end_time, tables_end, since=since)
-        _write_online(store, view, values, end_time)
+        written = _write_time(end_time, last.get("written"))
+        _write_online(store, view, values, written)
         store.registry.apply_materialization(
             view, store.project, start.to_pydatetime(), end_time.to_pydatetime()
         )
+        stamps[stamp_key] = {"source": stamp, "written": written.isoformat()}
+        atomic_write_json(stamps, _sources_path(settings))
         logger.info(
             "materialized %s: %d entities as of %s in %.1fs",
             view.name,
