@@ -145,8 +145,8 @@ def built_store(world: World, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def assert_late_rows_reach_online(settings: Settings, world: World, project: str) -> None:
     """Late data: the tables are rebuilt with events before their end (a play just after
     midnight had already moved the end a day on), so the end does not move. The rebuilt
-    rows must still reach the online store: they used to wait a day, and the drift monitor
-    read that staleness of ``user_days_since_last_event`` as drift. An unchanged source
+    rows must still reach the online store: they used to wait a day, so the service and the
+    drift monitor read day-old values. An unchanged source
     stays a no-op. Returns with the project's online rows in place (callers tear down)."""
     from reelrank.features.builders import build_item_change_rows, build_user_change_rows
     from reelrank.features.feast.providers import FeastOfflineProvider, FeastOnlineProvider
