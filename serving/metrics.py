@@ -72,13 +72,14 @@ class DriftCollector:
     """The last ``reelrank monitor`` report as gauges, read at every scrape:
     ``reelrank_feature_psi{feature}`` and ``reelrank_score_psi``, and the threshold each
     must exceed to count as drift (``..._threshold``: 0.2, or the window's noise level when
-    higher; the alert rules compare the two); none before a report."""
+    higher; the alert rules compare the two), and the play-rate test (``reelrank_play_rate``,
+    ``..._baseline``, ``..._p_value`` and ``..._alpha``); none before a report."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from reelrank.monitoring.monitor import gauges
+        from reelrank.monitoring.monitor import GAUGES, gauges
 
         try:
             report = json.loads(self.path.read_text(encoding="utf-8"))
@@ -87,12 +88,7 @@ class DriftCollector:
         families: dict[str, GaugeMetricFamily] = {}
         for name, labels, value in gauges(report):
             if name not in families:
-                help_text = (
-                    "The PSI a column must exceed to count as drift (0.2 or the window's noise)."
-                    if name.endswith("_threshold")
-                    else "PSI of the served distribution against the model's reference."
-                )
-                families[name] = GaugeMetricFamily(name, help_text, labels=list(labels))
+                families[name] = GaugeMetricFamily(name, GAUGES[name], labels=list(labels))
             families[name].add_metric(list(labels.values()), value)
         yield from families.values()
 

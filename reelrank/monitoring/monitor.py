@@ -314,8 +314,24 @@ def compare(
     )
 
 
+GAUGES: Final[dict[str, str]] = {
+    "reelrank_feature_psi": "PSI of a served feature against the model's reference.",
+    "reelrank_feature_psi_threshold": "The PSI a feature must exceed to count as drift "
+    "(0.2, or the window's noise level when higher).",
+    "reelrank_score_psi": "PSI of the served scores against the model's reference.",
+    "reelrank_score_psi_threshold": "The PSI the scores must exceed to count as drift.",
+    "reelrank_play_rate": "Plays per shown item in the monitor's window.",
+    "reelrank_play_rate_baseline": "Plays per shown item of the serving version's baseline.",
+    "reelrank_play_rate_p_value": "One-sided p-value of the window's play rate being below "
+    "the baseline's (two-proportion z-test).",
+    "reelrank_play_rate_alpha": "The level under which that p-value counts as a drop.",
+}
+"""The gauges of a report (:func:`gauges`), with their help texts."""
+
+
 def gauges(report: dict[str, Any]) -> Iterable[tuple[str, dict[str, str], float]]:
-    """``(metric, labels, value)`` of a report: what ``/metrics`` exports."""
+    """``(metric, labels, value)`` of a report: what ``/metrics`` exports (:data:`GAUGES`).
+    The play-rate test's gauges only when it has a p-value (both windows had impressions)."""
     thresholds = report.get("feature_thresholds", {})
     for feature, value in report.get("feature_psi", {}).items():
         yield "reelrank_feature_psi", {"feature": feature}, float(value)
@@ -325,3 +341,9 @@ def gauges(report: dict[str, Any]) -> Iterable[tuple[str, dict[str, str], float]
         yield "reelrank_score_psi", {}, float(report["score_psi"])
         level = report.get("score_threshold") or report.get("threshold", DRIFT_THRESHOLD)
         yield "reelrank_score_psi_threshold", {}, float(level)
+    play_rate = report.get(PLAY_RATE) or {}
+    if play_rate.get("p_value") is not None:
+        yield "reelrank_play_rate", {}, float(play_rate["rate"])
+        yield "reelrank_play_rate_baseline", {}, float(play_rate["baseline_rate"])
+        yield "reelrank_play_rate_p_value", {}, float(play_rate["p_value"])
+        yield "reelrank_play_rate_alpha", {}, float(play_rate["alpha"])

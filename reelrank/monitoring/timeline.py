@@ -29,6 +29,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+from reelrank.monitoring.monitor import PLAY_RATE
+from reelrank.schema import SCORE
+
 PLAY_RATE_DROP: Final = 0.8
 """``ReelRankPlayRateDrop``: plays per slate under this share of the day before's."""
 RECOVERY_SHARE: Final = 0.95
@@ -38,20 +41,24 @@ FIGURE: Final = "drift.png"
 FEATURE_ALERT: Final = "ReelRankFeatureDrift"
 SCORE_ALERT: Final = "ReelRankScoreDrift"
 PLAY_ALERT: Final = "ReelRankPlayRateDrop"
+BASELINE_ALERT: Final = "ReelRankPlayRateBelowBaseline"
 
 
 def alerts(
     report: dict[str, Any], served: dict[str, Any], previous: dict[str, Any] | None
 ) -> list[str]:
     """The model alerts whose condition holds on the day (as ``rules.yml`` states them):
-    a feature's or the score's PSI over its threshold, and plays per slate under
+    a feature's or the score's PSI over its threshold, the monitor's play-rate test
+    significant (its p-value under its alpha), and plays per slate under
     :data:`PLAY_RATE_DROP` of the day before's."""
     fired = []
     drifted = set(report.get("drifted", []))
-    if drifted - {"score", "play_rate"}:
+    if drifted - {SCORE, PLAY_RATE}:
         fired.append(FEATURE_ALERT)
-    if "score" in drifted:
+    if SCORE in drifted:
         fired.append(SCORE_ALERT)
+    if PLAY_RATE in drifted:
+        fired.append(BASELINE_ALERT)
     before = previous["plays_per_slate"] if previous is not None else 0.0
     if before > 0 and served["plays_per_slate"] < PLAY_RATE_DROP * before:
         fired.append(PLAY_ALERT)

@@ -13,7 +13,7 @@ import pytest
 from reelrank.exceptions import ValidationError
 from reelrank.loop.logs import IMPRESSIONS_PREFIX, append_lines
 from reelrank.monitoring.drift import build_profile
-from reelrank.monitoring.monitor import compare, gauges, served_window
+from reelrank.monitoring.monitor import compare, gauges, play_rate_test, served_window
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 
@@ -83,6 +83,16 @@ def test_the_last_report_is_exported_as_gauges(tmp_path):
     text = metrics.render()[0].decode()
     assert 'reelrank_feature_psi{feature="mean_rating"} 0.31' in text
     assert "reelrank_score_psi 0.12" in text
+    assert "reelrank_play_rate" not in text  # no play-rate test in the report: no gauge
+    tested = report | {"play_rate": play_rate_test(50, 1_000, 80, 1_000).record()}
+    path.write_text(orjson.dumps(tested).decode())
+    text = metrics.render()[0].decode()
+    assert "reelrank_play_rate 0.05" in text
+    assert "reelrank_play_rate_baseline 0.08" in text
+    assert "reelrank_play_rate_alpha 0.01" in text
+    (p_value,) = (float(line.split()[1]) for line in text.splitlines()
+                  if line.startswith("reelrank_play_rate_p_value "))  # fmt: skip
+    assert 0 < p_value < 0.01  # 5 % against 8 % of 1,000 impressions each: z = -2.7
     metrics.count_slate("3", "control")
     metrics.count_feedback("play", "3")
     text = metrics.render()[0].decode()
@@ -104,7 +114,9 @@ def test_every_metric_the_dashboard_and_the_alerts_name_is_exported(tmp_path):
     ):
         named |= set(re.findall(r"reelrank_[a-z_]+", path.read_text()))
     latest = tmp_path / "latest.json"
-    latest.write_text('{"feature_psi": {"x": 0.1}, "score_psi": 0.1}')
+    play_rate = {"rate": 0.05, "baseline_rate": 0.06, "p_value": 0.2, "alpha": 0.01}
+    latest.write_text(orjson.dumps({"feature_psi": {"x": 0.1}, "score_psi": 0.1,
+                                    "play_rate": play_rate}).decode())  # fmt: skip
     metrics = ServingMetrics(latest)
     metrics.count_slate("1", None)
     metrics.count_feedback("play", "1")

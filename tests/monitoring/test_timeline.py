@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from reelrank.monitoring.timeline import (
+    BASELINE_ALERT,
     DATA,
     FEATURE_ALERT,
     FIGURE,
@@ -47,6 +48,10 @@ def test_a_day_raises_the_alerts_whose_condition_holds():
     ]  # fmt: skip
     assert alerts({"drifted": []}, {"plays_per_slate": 0.35}, {"plays_per_slate": 0.4}) == []
     assert alerts({"drifted": []}, {"plays_per_slate": 0.0}, None) == []  # no day before
+    # the monitor's play-rate test was significant: a slow decline the day-over-day ratio
+    # misses (0.36 is within 20 % of 0.4) still alerts
+    slow = alerts({"drifted": ["play_rate"]}, {"plays_per_slate": 0.36}, {"plays_per_slate": 0.4})
+    assert slow == [BASELINE_ALERT]
 
 
 def test_the_story_days_and_recovery_against_the_control():
