@@ -129,15 +129,23 @@ WarmUpOpt = Annotated[
 ]
 
 
-def _arm_arguments(arm: str, common: list[str], shift: float) -> list[str]:
+def _arm_arguments(arm: str, common: list[str], shift: float, cohort: list[str]) -> list[str]:
+    """An arm's ``drift-run`` arguments: the control has no change at all (no shift, no
+    cohort); the other two the study's change."""
     if arm == "control":
         return [*common, "--shift", "0", "--retrain"]
-    return [*common, "--shift", str(shift), "--retrain" if arm == "change" else "--no-retrain"]
+    retrain = "--retrain" if arm == "change" else "--no-retrain"
+    return [*common, *cohort, "--shift", str(shift), retrain]
+
+
+def _cohort_arguments(cohort: int, share: float) -> list[str]:
+    return ["--cohort", str(cohort), "--cohort-share", str(share)] if cohort else []
 
 
 def _run_arms(
-    base: Path, workdir: Path, arms: list[str], common: list[str], shift: float
-) -> dict[str, Any]:
+    base: Path, workdir: Path, arms: list[str], common: list[str], shift: float,
+    cohort: list[str],
+) -> dict[str, Any]:  # fmt: skip
     """``reelrank drift-run`` per arm on its own copy of ``base``, in processes of their own
     (two at a time: MLflow's and the settings' state are per process)."""
     from cli.loop import copy_for_process
@@ -150,7 +158,7 @@ def _run_arms(
         for arm in batch:
             _, env = copy_for_process(base, workdir / arm)
             record = workdir / arm / "run.json"
-            arguments = [*_arm_arguments(arm, common, shift), "--record", str(record)]
+            arguments = [*_arm_arguments(arm, common, shift, cohort), "--record", str(record)]
             console.print(f"[bold]{arm}[/]: reelrank drift-run {' '.join(arguments)}")
             log = (workdir / arm / "log.txt").open("w")
             process = subprocess.Popen(
@@ -183,6 +191,22 @@ def drift_run(
     change_day: Annotated[
         int, typer.Option("--change-day", min=0, help="First simulated day of the change.")
     ] = 2,
+    cohort: Annotated[
+        int,
+        typer.Option(
+            "--cohort",
+            min=0,
+            help="Instead of shifting everyone's taste: from --change-day on, this many "
+            "lapsed users come back, their preference for --genre moved by --shift (0: no "
+            "cohort, the genre shift).",
+        ),
+    ] = 0,
+    cohort_share: Annotated[
+        float,
+        typer.Option(
+            "--cohort-share", help="With --cohort: the cohort's share of each day's visits."
+        ),
+    ] = 0.3,
     users: Annotated[int, typer.Option("--users", min=1, help="Visits per simulated day.")] = 200,
     k: Annotated[int, typer.Option("--k", min=1, max=100, help="Items per row.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="The simulator's seed.")] = 0,
@@ -212,19 +236,26 @@ def drift_run(
     """Change the synthetic world at a day; serve, monitor and retrain through it.
 
     From --change-day on, the simulated users' true preference for --genre moves by
-    --shift (the service and the pipelines never see it); each day: simulate -> monitor ->
+    --shift, or with --cohort, that many lapsed users come back (--cohort-share of each
+    day's visits) with that change of taste (the service and the pipelines never see the
+    change, only what the users do); each day: simulate -> monitor ->
     ingest -> features -> retrain on drift (gated) -> reload. Per day: the true play rate,
     the largest PSI against its threshold, the play-rate test, the alerts, the retrain and
     the promotion."""
-    from reelrank.loop.world_change import GenreShift
+    from reelrank.loop.world_change import GenreShift, ReturningCohort
 
     if render is not None:  # re-render a recorded study's page, nothing run
         _write_page(json.loads(render.read_text(encoding="utf-8")), results or render.parent)
         return
     try:
-        change = GenreShift(genre, shift, change_day)
+        change: GenreShift | ReturningCohort = (
+            ReturningCohort(genre, shift, change_day, cohort, cohort_share)
+            if cohort
+            else GenreShift(genre, shift, change_day)
+        )
     except ReelRankError as error:
         raise fail(error) from error
+    with_cohort = _cohort_arguments(cohort, cohort_share)
     common = [
         "--days", str(days), "--genre", genre, "--change-day", str(change_day),
         "--users", str(users), "--k", str(k), "--seed", str(seed), "--folds", str(folds),
@@ -240,14 +271,14 @@ def drift_run(
             if warm_up:
                 source = _warm_up(source, work, warm_up, users, k, seed, folds)
             world, runs, arguments = _study_arms(
-                source, arm, work, start_day, common, shift, warm_up
+                source, arm, work, start_day, common, shift, warm_up, with_cohort
             )
         else:
             world = world_of(get_settings().data_dir)
-            runs = {_arm_name(shift, retrain): _one_run(
+            runs = {_arm_name(shift, cohort, retrain): _one_run(
                 days, change, start_day, users, k, seed, retrain, folds, as_json
             )}  # fmt: skip
-            extra = ["--shift", str(shift), "--start-day", str(start_day)]
+            extra = [*with_cohort, "--shift", str(shift), "--start-day", str(start_day)]
             arguments = " ".join(common + extra + ([] if retrain else ["--no-retrain"]))
     except ReelRankError as error:
         raise fail(error) from error
@@ -308,7 +339,7 @@ def _temp_workdir() -> Path:
 
 def _study_arms(
     source: Path, arm: list[str] | None, work: Path, start_day: int,
-    common: list[str], shift: float, warm_up: int,
+    common: list[str], shift: float, warm_up: int, cohort: list[str],
 ) -> tuple[dict[str, Any], dict[str, Any], str]:  # fmt: skip
     """The arms on copies of ``source``: the world, each arm's run, the study's arguments."""
     from reelrank.loop.study import next_simulated_day, world_of
@@ -319,13 +350,15 @@ def _study_arms(
         raise typer.BadParameter(f"--arm {unknown}: choose among {', '.join(ARMS)}.")
     first = next_simulated_day(source) if start_day == 0 else start_day
     common = [*common, "--start-day", str(first)]
-    runs = _run_arms(source, work, arms, common, shift)
-    arguments = " ".join(["--base DIR", "--warm-up", str(warm_up), *common, "--shift", str(shift)])
+    runs = _run_arms(source, work, arms, common, shift, cohort)
+    arguments = " ".join(
+        ["--base DIR", "--warm-up", str(warm_up), *common, *cohort, "--shift", str(shift)]
+    )
     return world_of(source), runs, arguments
 
 
-def _arm_name(shift: float, retrain: bool) -> str:
-    if shift == 0:
+def _arm_name(shift: float, cohort: int, retrain: bool) -> str:
+    if shift == 0 and not cohort:
         return "control"
     return "change" if retrain else "no-retrain"
 
@@ -338,7 +371,7 @@ def _one_run(
     from pipelines.drift import drift_flow
 
     config = {
-        "days": days, "change": {"genre": change.genre, "shift": change.shift, "day": change.day},
+        "days": days, "change": change.record(),
         "start_day": start_day, "users_per_day": users, "k": k, "seed": seed, "retrain": retrain,
         "train": {"n_folds": folds, "diagnostics": False},
     }  # fmt: skip

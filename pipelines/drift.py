@@ -1,7 +1,8 @@
 """The drift-injection run: the world changes, the monitor notices, the pipeline retrains.
 
 ``drift_flow`` serves the registry's champion in process (as the loop does) for ``days``
-simulated days, with a :class:`~reelrank.loop.world_change.GenreShift` applied by the
+simulated days, with a change of :mod:`reelrank.loop.world_change` (a genre's appeal
+shifting, or a cohort of lapsed users coming back with tastes of their own) applied by the
 simulator from its day on (the ground truth changes; the service and the pipelines never
 see it). Each day:
 
@@ -45,8 +46,9 @@ class DriftRunConfig:
 
     Attributes:
         days: simulated days (the change included).
-        change: the :class:`~reelrank.loop.world_change.GenreShift` fields (genre, shift,
-            day), ``day`` counted from the run's first day.
+        change: the change's record (:func:`~reelrank.loop.world_change.world_change`:
+            ``kind`` and its fields; no kind: a genre shift), ``day`` counted from the
+            run's first day.
         start_day: the run's first simulated day (after the days an earlier loop or
             simulation on this data dir already served; 0: the day after the world's span).
         users_per_day: visits per simulated day.
@@ -84,17 +86,18 @@ def lake_pairs() -> Any:
 def drift_flow(config_fields: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """``days`` x (simulate -> monitor -> ingest -> features -> retrain on drift -> reload)."""
     from reelrank.loop.simulator import Simulator, user_histories
-    from reelrank.loop.world_change import GenreShift
+    from reelrank.loop.world_change import world_change
     from reelrank.monitoring.timeline import day_record
 
     logger = get_run_logger()
     config = DriftRunConfig(**(config_fields or {}))
-    change = GenreShift(**config.change)  # validated, in run days
-    world_change = GenreShift(change.genre, change.shift, config.start_day + change.day)
+    change = world_change(config.change)  # validated, in run days
+    in_simulated_days = change.on_day(config.start_day + change.day)
     truth = load_world_task()
+    in_simulated_days.members(truth)  # a cohort the world cannot supply fails before serving
     client = loop_service_task(LoopConfig(gate="strict", k=config.k))
     simulator = Simulator(
-        truth, client, k=config.k, seed=config.seed, change=world_change,
+        truth, client, k=config.k, seed=config.seed, change=in_simulated_days,
         history=user_histories(lake_pairs()), ideal=True,
     )  # fmt: skip
     records: list[dict[str, Any]] = []

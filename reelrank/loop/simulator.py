@@ -34,10 +34,14 @@ position (the row was rendered) at the visit's time, a ``click`` ``seconds_per_p
 p`` seconds later and a ``play`` ``seconds_to_play`` after the click, each naming the
 request id and the position.
 
-**A world change.** With a :class:`~reelrank.loop.world_change.GenreShift` the true
-preference of a visit's items is the world's plus the change's offset on the visit's day
+**A world change** (:mod:`reelrank.loop.world_change`). The true preference of a visit's
+items is the world's plus the change's offset for the visiting user on the visit's day
 (:meth:`Simulator.preference`), from the change's day on: the users act on the changed
 world, and everything measured of a visit (its expected plays) is of the changed world.
+A :class:`~reelrank.loop.world_change.ReturningCohort` also takes its share of each day's
+visits from its members (lapsed users, never among the visitors otherwise), drawn
+uniformly without replacement from a stream of their own; the other visits are drawn as
+above, and the day's visits are interleaved in a random order.
 
 **The ideal row.** With ``ideal=True`` every visit also carries the expected plays of the
 best row the user could have been shown (:meth:`Simulator.ideal_row`): what the world
@@ -64,12 +68,13 @@ from scipy.special import expit
 from reelrank.config import Settings
 from reelrank.data.synthetic import GroundTruth
 from reelrank.exceptions import ReelRankError, ValidationError
-from reelrank.loop.world_change import GenreShift
+from reelrank.loop.world_change import WorldChange
 
 FloatArray = NDArray[np.float64]
 SECONDS_PER_DAY: Final = 86_400
 _STREAM_ARRIVALS: Final = 0
 _STREAM_BEHAVIOUR: Final = 1
+_STREAM_COHORT: Final = 2
 
 
 def world_truth(settings: Settings) -> GroundTruth:
@@ -189,7 +194,8 @@ class Simulator:
         seed: the root of every random stream (arrivals, behaviour, request ids).
         max_requests: stop after this many requests in all (None: no cap).
         max_rate: at most this many requests per wall-clock second (None: no limit).
-        change: a change of the world from a given day on (None: the world as generated).
+        change: a change of the world from a given day on (None: the world as generated;
+            :mod:`reelrank.loop.world_change`).
         history: the items each user had before the simulation (the lake's events), which
             the service never shows again; the ideal row leaves them out too.
         ideal: also compute each visit's ideal row (:meth:`ideal_row`).
@@ -204,7 +210,7 @@ class Simulator:
     max_rate: float | None = None
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
-    change: GenreShift | None = None
+    change: WorldChange | None = None
     history: Mapping[int, frozenset[int]] = field(default_factory=dict)
     ideal: bool = False
     requests: int = 0
@@ -230,7 +236,7 @@ class Simulator:
             return np.zeros(0)
         preference = self.truth.relevance(np.full(len(item_ids), user_id), item_ids)
         if self.change is not None:
-            preference = preference + self.change.offset(self.truth, item_ids, day)
+            preference = preference + self.change.offset(self.truth, item_ids, day, user_id)
         return preference
 
     def active_users(self) -> tuple[NDArray[np.int64], FloatArray]:
@@ -244,13 +250,18 @@ class Simulator:
     def arrivals(self, day: int, n: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """``(user ids, seconds into the day)`` of day ``day``'s visits, in time order."""
         rng = np.random.default_rng([self.seed, _STREAM_ARRIVALS, day])
+        returning = self.change.returning(self.truth, day, n) if self.change else 0
         users, rate = self.active_users()
         eligible = rate > 0
         users, rate = users[eligible], rate[eligible]
-        n = min(n, len(users))
+        regular = min(n - returning, len(users))
         keys = np.log(rate) + rng.gumbel(size=len(users))  # Gumbel-top-n: weighted, distinct
-        chosen = users[np.argsort(-keys, kind="stable")[:n]]
-        seconds = np.sort(rng.integers(0, SECONDS_PER_DAY, size=n))
+        chosen = users[np.argsort(-keys, kind="stable")[:regular]]
+        if returning and self.change is not None:
+            cohort = np.random.default_rng([self.seed, _STREAM_COHORT, day])
+            members = cohort.choice(self.change.members(self.truth), returning, replace=False)
+            chosen = cohort.permutation(np.concatenate([chosen, members.astype(np.int64)]))
+        seconds = np.sort(rng.integers(0, SECONDS_PER_DAY, size=len(chosen)))
         return chosen, seconds
 
     # ------------------------------------------------------------------ a visit

@@ -29,6 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+from reelrank.loop.world_change import RETURNING_COHORT, describe
 from reelrank.monitoring.monitor import PLAY_RATE
 from reelrank.schema import SCORE
 
@@ -327,8 +328,7 @@ def _story_lines(study: dict[str, Any]) -> list[str]:
         return f"- {text}: " + ("not in this run" if day is None else f"day {day}")
 
     lines = [
-        f"- the change (`{arm}` arm): from day {change['day']} on, the true preference for "
-        f"{change['genre']} moves by {change['shift']:+.2f} sd (a title wholly of the genre)",
+        f"- the change (`{arm}` arm): {describe(change)}",
         at("first_trigger", "first drift the monitor found on or after the change"),
         at("first_alert", "first alert on or after the change"),
         at("retrain", "retrain triggered by drift"),
@@ -399,11 +399,14 @@ def render_page(study: dict[str, Any]) -> str:
     setup = study["setup"]
     world = setup["world"]
     arms = [f"- `{name}`: {ARM_TEXT.get(name, name)}" for name in study["arms"]]
+    title = "drift injected into the synthetic world"
+    if setup["change"].get("kind") == RETURNING_COHORT:
+        title += ": a cohort of lapsed users comes back"
     lines = [
-        "# Results: drift injected into the synthetic world",
+        f"# Results: {title}",
         "",
         "Generated from `drift.json` by `reelrank drift-run` (re-rendered by `reelrank "
-        "drift-run --render design_docs/results/drift.json`); do not edit by hand.",
+        "drift-run --render FOLDER/drift.json`, FOLDER this page's); do not edit by hand.",
         "",
         "The world changes at a given day; the service, the feature pipeline and the "
         "training pipeline see only what the simulated users then do. Each day: simulate the "

@@ -184,3 +184,32 @@ def test_a_drift_run_serves_monitors_and_answers_a_changed_world(store: Path):
     from reelrank.loop.study import next_simulated_day
 
     assert next_simulated_day(store) == 3  # a later run on this data dir starts at day 3
+
+
+def test_a_returning_cohort_moves_the_served_features_the_monitor_reads(store: Path):
+    """Population drift, bounded for the suite (two days of 40 visits, the trigger off: the
+    retrain's path is the test above): from day 1 a cohort of lapsed users takes half the
+    visits, and the served window's features move with them. The full-size study is the
+    command on design_docs/results/cohort/drift.md."""
+    record = store.parent / "cohort.json"
+    _cli(
+        store, "drift-run", "--days", "2", "--change-day", "1", "--cohort", "30",
+        "--cohort-share", "0.5", "--genre", "Comedy", "--shift", "1.5", "--users", "40",
+        "--no-retrain", "--record", str(record), timeout=600,
+    )  # fmt: skip
+    study = json.loads(record.read_text())
+    assert study["setup"]["change"] == {
+        "kind": "returning_cohort", "genre": "Comedy", "shift": 1.5, "day": 1, "users": 30,
+        "share": 0.5, "seed": 0,
+    }  # fmt: skip
+    assert "--cohort 30 --cohort-share 0.5" in study["commands"][1]
+    days = study["arms"]["no-retrain"]["days"]
+    assert [d["change_active"] for d in days] == [False, True]
+    assert [d["visits"] for d in days] == [40, 40]
+    assert not any(d["retrained"] for d in days)
+    before, after = days
+    # Half the served users have not acted for months: their features are far from the
+    # reference, beyond the threshold and beyond the day before.
+    assert after["max_feature_psi"] > after["max_psi_threshold"]
+    assert after["max_feature_psi"] > 2 * before["max_feature_psi"]
+    assert set(after["drifted"]) - {"play_rate"}
