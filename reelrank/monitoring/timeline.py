@@ -486,13 +486,17 @@ def plot(study: dict[str, Any], path: Path) -> None:
     bottom.set_xlabel("day of the run")
     styles = {"change": "red", "first_alert": "orange", "retrain": "purple",
               "promotion": "green", "recovery": "blue"}  # fmt: skip
-    for key, colour in styles.items():
-        day = marks[key]
-        if day is not None:
-            for axis in axes:
-                axis.axvline(day, color=colour, alpha=0.4)
-            top.annotate(f"{key.replace('_', ' ')} ({arm})", (day, top.get_ylim()[1]),
-                         color=colour, rotation=90, va="top", ha="right", fontsize=8)  # fmt: skip
+    on_day: dict[int, list[str]] = {}  # the milestones of each day, in story order
+    for key in styles:
+        if marks[key] is not None:
+            on_day.setdefault(marks[key], []).append(key)
+    for day, keys in on_day.items():
+        colour = styles[keys[0]]  # one line and one label per day (no labels on labels)
+        for axis in axes:
+            axis.axvline(day, color=colour, alpha=0.4)
+        label = ", ".join(key.replace("_", " ") for key in keys)
+        top.annotate(f"{label} ({arm})", (day, top.get_ylim()[1]), color=colour,
+                     rotation=90, va="top", ha="right", fontsize=8)  # fmt: skip
     top.legend(loc="lower left")
     bottom.legend(loc="upper left")
     figure.tight_layout()
