@@ -51,3 +51,24 @@ def test_the_cli_and_the_library_agree_on_the_grace_period():
     from reelrank.loop.feedback import DEFAULT_GRACE_SECONDS as LIBRARY
 
     assert DEFAULT_GRACE_SECONDS == LIBRARY
+
+
+def test_a_bad_cohort_is_refused_before_anything_runs(data_dir):
+    result = runner.invoke(app, ["drift-run", "--cohort", "5", "--cohort-share", "2"])
+    assert result.exit_code == 1
+    assert "cohort share 2.0 of each day's visits must be in (0, 1]" in result.output
+
+
+def test_the_control_arm_has_neither_the_shift_nor_the_cohort():
+    from cli.monitor import _arm_arguments, _cohort_arguments
+
+    common = ["--days", "3"]
+    cohort = _cohort_arguments(40, 0.25)
+    assert cohort == ["--cohort", "40", "--cohort-share", "0.25"]
+    assert _cohort_arguments(0, 0.25) == []
+    assert _arm_arguments("control", common, 1.5, cohort) == [
+        "--days", "3", "--shift", "0", "--retrain",
+    ]  # fmt: skip
+    assert _arm_arguments("change", common, 1.5, cohort) == [*common, *cohort, "--shift",
+                                                             "1.5", "--retrain"]  # fmt: skip
+    assert _arm_arguments("no-retrain", common, 1.5, cohort)[-1] == "--no-retrain"

@@ -128,10 +128,11 @@ def test_the_page_tells_the_story_and_shows_every_arm(tmp_path):
     assert (tmp_path / "figure.png").stat().st_size > 10_000
 
 
-def test_the_committed_page_is_rendered_from_its_data():
-    data = RESULTS / DATA
+@pytest.mark.parametrize("folder", [RESULTS, RESULTS / "cohort"], ids=["genre", "cohort"])
+def test_the_committed_page_is_rendered_from_its_data(folder: Path):
+    data = folder / DATA
     if not data.exists():
         pytest.fail(f"{data} is missing: run the command its page names.")
     study = json.loads(data.read_text(encoding="utf-8"))
-    assert (RESULTS / PAGE).read_text(encoding="utf-8") == render_page(study)
-    assert (RESULTS / FIGURE).exists()
+    assert (folder / PAGE).read_text(encoding="utf-8") == render_page(study)
+    assert (folder / FIGURE).exists()
