@@ -488,8 +488,9 @@ def plot(study: dict[str, Any], path: Path) -> None:
               "promotion": "green", "recovery": "blue"}  # fmt: skip
     on_day: dict[int, list[str]] = {}  # the milestones of each day, in story order
     for key in styles:
-        if marks[key] is not None:
-            on_day.setdefault(marks[key], []).append(key)
+        day = marks[key]
+        if day is not None:
+            on_day.setdefault(day, []).append(key)
     for day, keys in on_day.items():
         colour = styles[keys[0]]  # one line and one label per day (no labels on labels)
         for axis in axes:
