@@ -129,6 +129,22 @@ WarmUpOpt = Annotated[
 ]
 
 
+CohortOpt = Annotated[
+    int,
+    typer.Option(
+        "--cohort",
+        min=0,
+        help="Instead of shifting everyone's taste: from --change-day on, this many "
+        "lapsed users come back, their preference for --genre moved by --shift (0: no "
+        "cohort, the genre shift).",
+    ),
+]
+CohortShareOpt = Annotated[
+    float,
+    typer.Option("--cohort-share", help="With --cohort: the cohort's share of each day's visits."),
+]
+
+
 def _arm_arguments(arm: str, common: list[str], shift: float, cohort: list[str]) -> list[str]:
     """An arm's ``drift-run`` arguments: the control has no change at all (no shift, no
     cohort); the other two the study's change."""
@@ -191,22 +207,8 @@ def drift_run(
     change_day: Annotated[
         int, typer.Option("--change-day", min=0, help="First simulated day of the change.")
     ] = 2,
-    cohort: Annotated[
-        int,
-        typer.Option(
-            "--cohort",
-            min=0,
-            help="Instead of shifting everyone's taste: from --change-day on, this many "
-            "lapsed users come back, their preference for --genre moved by --shift (0: no "
-            "cohort, the genre shift).",
-        ),
-    ] = 0,
-    cohort_share: Annotated[
-        float,
-        typer.Option(
-            "--cohort-share", help="With --cohort: the cohort's share of each day's visits."
-        ),
-    ] = 0.3,
+    cohort: CohortOpt = 0,
+    cohort_share: CohortShareOpt = 0.3,
     users: Annotated[int, typer.Option("--users", min=1, help="Visits per simulated day.")] = 200,
     k: Annotated[int, typer.Option("--k", min=1, max=100, help="Items per row.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="The simulator's seed.")] = 0,
@@ -242,19 +244,10 @@ def drift_run(
     ingest -> features -> retrain on drift (gated) -> reload. Per day: the true play rate,
     the largest PSI against its threshold, the play-rate test, the alerts, the retrain and
     the promotion."""
-    from reelrank.loop.world_change import GenreShift, ReturningCohort
-
     if render is not None:  # re-render a recorded study's page, nothing run
         _write_page(json.loads(render.read_text(encoding="utf-8")), results or render.parent)
         return
-    try:
-        change: GenreShift | ReturningCohort = (
-            ReturningCohort(genre, shift, change_day, cohort, cohort_share)
-            if cohort
-            else GenreShift(genre, shift, change_day)
-        )
-    except ReelRankError as error:
-        raise fail(error) from error
+    change = _change(genre, shift, change_day, cohort, cohort_share)
     with_cohort = _cohort_arguments(cohort, cohort_share)
     common = [
         "--days", str(days), "--genre", genre, "--change-day", str(change_day),
@@ -290,6 +283,18 @@ def drift_run(
         "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     _finish(study, record, results, as_json)
+
+
+def _change(genre: str, shift: float, day: int, cohort: int, share: float) -> Any:
+    """The change the options describe (a cohort with --cohort, else a genre shift)."""
+    from reelrank.loop.world_change import GenreShift, ReturningCohort
+
+    try:
+        if cohort:
+            return ReturningCohort(genre, shift, day, cohort, share)
+        return GenreShift(genre, shift, day)
+    except ReelRankError as error:
+        raise fail(error) from error
 
 
 def _finish(
