@@ -144,13 +144,18 @@ class ReturningCohort:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        GenreShift(self.genre, self.shift, self.day)  # the same rules for the shared fields
+        _ = self.taste  # the genre shift's rules validate the shared fields
         if self.users < 1:
             raise ValidationError(f"world change: a cohort of {self.users} users; give 1 or more.")
         if not 0 < self.share <= 1:
             raise ValidationError(
                 f"world change: cohort share {self.share!r} of each day's visits must be in (0, 1]."
             )
+
+    @property
+    def taste(self) -> GenreShift:
+        """The members' change of taste: a :class:`GenreShift` that holds for them alone."""
+        return GenreShift(self.genre, self.shift, self.day)
 
     def active(self, day: int) -> bool:
         return day >= self.day
@@ -181,10 +186,9 @@ class ReturningCohort:
         """The change of ``user_id``'s true preference for ``item_ids`` on ``day``: the
         shift times each item's weight on the genre for a member, from the day on; 0
         otherwise."""
-        items = truth.item_index(np.asarray(item_ids, dtype=np.int64))
-        if not self.active(day) or user_id is None or not self.is_member(truth, user_id):
-            return np.zeros(len(items), dtype=np.float64)
-        return self.shift * truth.item_genres[items, GENRE_VOCAB.index(self.genre)]
+        if user_id is not None and self.active(day) and self.is_member(truth, user_id):
+            return self.taste.offset(truth, item_ids, day)
+        return np.zeros(len(truth.item_index(np.asarray(item_ids, dtype=np.int64))))
 
     def returning(self, truth: GroundTruth, day: int, n: int) -> int:
         """How many of ``n`` visits of ``day`` are the cohort's (0 before its day)."""
