@@ -8,10 +8,13 @@ user. Their published best row, BiVAE, is nDCG@10 0.475, P@10 0.412 (MAP 0.146).
         --out design_docs/results/public_protocol.json \\
         --markdown design_docs/results/public_protocol.md
 
-``ReelRank (default)`` is ``Recommender().fit(events)``: no arguments, events only, trained
-on time windows ("what next"); ``ranker_holdout="mixed"`` and ``"random"`` rows show the same
-model trained also or only on randomly held-out windows ("what else", this protocol's task),
-and the last ReelRank row the best "what else" configuration we found for this split.
+``ReelRank (default)`` is ``Recommender().fit(events)``: no arguments, events only, its ranker
+trained on six time windows ("what next") and two randomly held-out windows ("what else",
+this protocol's task); the other ReelRank rows are the same model with the time windows only
+(the default before the random windows were added), with 6 or 12 random windows (the curve
+the default was chosen from), with random windows only, and the best "what else"
+configuration we found for this split. The default is also fitted with seeds 1 and 2, so
+the page says how much of a difference to EASE the seed alone makes.
 
 Two more tables make the trade-off measurable in the same run:
 
@@ -91,17 +94,26 @@ def _what_else() -> Recommender:
     ).set_params(ranker__min_child_samples=50)
 
 
-DEFAULT = "ReelRank (default: Recommender().fit(events))"
+DEFAULT = "ReelRank (default: Recommender().fit(events); 6 time + 2 random windows)"
+TIME_ONLY = 'ReelRank (ranker_holdout="time": the 6 time windows only)'
 WHAT_ELSE = (
     'ReelRank ("what else": ranker_holdout="random", retrieval features only, + item-kNN, '
     "10 windows of 20 %, min_child_samples 50)"
 )
 VARIANTS: dict[str, Callable[[], Recommender]] = {
     DEFAULT: Recommender,
-    'ReelRank (ranker_holdout="mixed")': lambda: Recommender(ranker_holdout="mixed"),
-    'ReelRank (ranker_holdout="random")': lambda: Recommender(ranker_holdout="random"),
+    TIME_ONLY: lambda: Recommender(ranker_holdout="time"),
+    "ReelRank (6 time + 6 random windows)": lambda: Recommender(ranker_random_windows=6),
+    "ReelRank (6 time + 12 random windows)": lambda: Recommender(ranker_random_windows=12),
+    'ReelRank (ranker_holdout="random": 6 random windows only)': lambda: Recommender(
+        ranker_holdout="random"
+    ),
     WHAT_ELSE: _what_else,
 }
+SEEDS = (1, 2)
+"""The default is refitted with these ``random_state`` values too (its spread on the page)."""
+RECENCY_MODELS = (TIME_ONLY, DEFAULT, WHAT_ELSE, EASE)
+"""The columns of the by-recency tables."""
 IDLE_BUCKETS = (0, 7, 30, 90)
 """Lower edges (days) of the idle-time buckets of the by-recency table."""
 
@@ -131,14 +143,25 @@ def run(source: Path) -> dict[str, Any]:
     return {
         "split": {"train": len(train), "test": len(test), "test_users": len(users)},
         "rows": rows,
-        "by_recency": by_recency(
-            idle_days(train), {n: per_user[n] for n in (DEFAULT, WHAT_ELSE, EASE)}
-        ),
+        "seeds": seed_spread(train, test, users),
+        "by_recency": by_recency(idle_days(train), {n: per_user[n] for n in RECENCY_MODELS}),
         **time_folds(data),
         "published": PUBLISHED,
         "machine": platform.platform(),
         "commit": _commit(),
     }
+
+
+def seed_spread(train: pd.DataFrame, test: pd.DataFrame, users: np.ndarray) -> dict[str, float]:
+    """The default's nDCG@10 here with each of :data:`SEEDS` as ``random_state`` (seed 0 is
+    its row): which random events its random windows hold out, and its trees, move it."""
+    out = {}
+    for seed in SEEDS:
+        model = Recommender(random_state=seed).fit(train)
+        recs = model.recommend(users, k=public_protocol.K, exclude_seen=True)
+        out[str(seed)] = public_protocol.metrics(test, recs)["ndcg@10"]
+        print(f"default, seed {seed}: ndcg@10 {out[str(seed)]:.4f}", flush=True)
+    return out
 
 
 def idle_days(train: pd.DataFrame) -> pd.Series:
@@ -167,8 +190,8 @@ def by_recency(idle: pd.Series, per_user: dict[str, pd.Series]) -> list[dict[str
 def time_folds(data: Dataset) -> dict[str, list[dict[str, Any]]]:
     """Every ReelRank variant on the gate's protocol (the three rolling-origin folds of
     ``reelrank run``), with its paired-bootstrap difference to EASE (l2 300); and the
-    default's, the "what else" variant's and EASE's nDCG@10 by the test user's idle time at
-    the fold's cutoff (every (fold, user) pair)."""
+    nDCG@10 of the :data:`RECENCY_MODELS` by the test user's idle time at the fold's cutoff
+    (every (fold, user) pair)."""
     folds = rolling_origin_folds(data.events, n_folds=3)
     cv = cross_validate({EASE: MODELS[EASE][0], **VARIANTS}, data, folds)
     key = metric_key(NDCG, cv.k)
@@ -192,7 +215,7 @@ def time_folds(data: Dataset) -> dict[str, list[dict[str, Any]]]:
     rows.append({"model": EASE, "folds": ease.tolist(), "mean": float(ease.mean())})
     # (fold, user) pairs flattened to one index: idle days at each fold's own cutoff
     idle = pd.concat({fold.fold: idle_days(fold.train) for fold in folds})
-    per_user = {name: cv.per_user[name][NDCG] for name in (DEFAULT, WHAT_ELSE, EASE)}
+    per_user = {name: cv.per_user[name][NDCG] for name in RECENCY_MODELS}
     return {"time_folds": rows, "time_fold_recency": by_recency(idle, per_user)}
 
 
@@ -228,8 +251,26 @@ def render(result: dict[str, Any]) -> str:
     for name, row in table.iterrows():
         cells = [f"{row[c]:.1f}" if c == "fit_seconds" else f"{row[c]:.4f}" for c in table.columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", *_time_fold_lines(result), "", *_recency_lines(result), "", *READING]
+    lines += ["", *_seed_lines(result), "", *_time_fold_lines(result), ""]
+    lines += [*_recency_lines(result), "", *READING]
     return "\n".join(lines) + "\n"
+
+
+def _seed_lines(result: dict[str, Any]) -> list[str]:
+    """One generated sentence: the default beside EASE, with its spread over seeds."""
+    seeds = result.get("seeds", {})
+    default = result["rows"].get(DEFAULT, {}).get("ndcg@10")
+    ease = result["rows"].get(EASE, {}).get("ndcg@10")
+    if not seeds or default is None or ease is None:
+        return []
+    scores = [default, *seeds.values()]
+    listed = ", ".join(f"{v:.4f} (seed {k})" for k, v in seeds.items())
+    return [
+        f"The default's nDCG@10 here is {default:.4f} with seed 0 and {listed} with the "
+        f"others: mean {np.mean(scores):.4f}, against EASE's {ease:.4f} "
+        f"({np.mean(scores) - ease:+.4f}). The target of nDCG@10 0.50 is "
+        + ("met." if min(scores) >= 0.50 else "not met.")
+    ]
 
 
 def _time_fold_lines(result: dict[str, Any]) -> list[str]:
@@ -289,17 +330,23 @@ def _recency_lines(result: dict[str, Any]) -> list[str]:
 READING: list[str] = [
     "## Reading",
     "",
-    "A ranker trained on time windows learns that recently popular titles are what users "
-    "watch next, which is true forward in time (the gate's folds) and false for a random "
-    "hold-out of a user's past (this split). The both-protocols table is the trade-off: "
-    "every variant that is trained also on random hold-outs gains here and loses its "
-    "time-fold lead, and no variant reaches nDCG@10 0.50 here. The by-recency tables say "
-    "why no model can have both on this data: the default's lead on the time folds comes "
-    "from users returning after weeks or months away (what they watch next is what came "
-    "out meanwhile), and those idle users are the ones this split asks the opposite "
-    "question of (what they rated back then, where the 'what else' ranker is ahead). A "
-    "returning user looks the same to a model in both protocols, so one ranking cannot "
-    "answer both. The analysis is in `design_docs/03-model.md`.",
+    "A ranker trained on time windows alone learns that what users watch next is what came "
+    "out since they were last here: true forward in time (the gate's folds), false for a "
+    "random hold-out of a user's past (this split), where it falls below popularity. The "
+    "by-recency tables say where: its lead on the time folds comes from users returning "
+    "after weeks or months away, and those idle users are the ones this split asks about "
+    "titles they rated back then. The default therefore learns both questions: beside its "
+    "six time windows (what next) it holds out two random ones (what else fits this "
+    "user's taste). The both-protocols table is the curve it was chosen from (0, 2, 6 and 12 random "
+    "windows beside the 6 time windows): the first random windows cost most of the "
+    "time-only model's lead on the time folds, more of them lift this split a little "
+    "(about as much as the seed moves it) and each one adds fit time (the fit_seconds "
+    "column; every random window holds every user, a time window only the users active "
+    "in it), so the default takes two. It gives up part "
+    "of the time-only model's lead on the time folds and keeps the interval of its "
+    "difference to EASE above zero there; on this split it comes close to EASE. A "
+    "returning user looks the same to a model in both protocols, so one ranking answers "
+    "both only as a compromise; the analysis is in `design_docs/03-model.md`.",
 ]
 
 

@@ -150,10 +150,11 @@ class Recommender(BaseEstimator):
             this many users, drawn with ``random_state`` when ``events`` has more (at scale
             the six windows' source fits would dominate training); the sources that serve
             are still fitted on every event. ``None``: every user.
-        ranker_holdout: how label windows are cut: ``time`` (the newest events: "what
-            next", what the service is asked), ``random`` (a random share of events: "what
-            else", as random-split protocols ask) or ``mixed`` (both; see
-            :mod:`reelrank.models.training_set` for why the default is ``time``).
+        ranker_holdout: how label windows are cut: ``mixed`` (the default: both kinds
+            below, so the ranker learns what a user watches next *and* what else fits their
+            taste), ``time`` (the newest events only: "what next") or ``random`` (a random
+            share of events only: "what else", as random-split protocols ask); see
+            :mod:`reelrank.models.training_set` for why the default mixes them.
         ranker_random_windows / ranker_random_fraction: the random windows of ``mixed`` and
             the share of events each holds out.
         feedback_days: with ``fit(slates=...)``: the served slates of this many days before
@@ -178,7 +179,7 @@ class Recommender(BaseEstimator):
         ranker_windows: int = 6,
         ranker_max_users: int | None = 1500,
         ranker_sample_users: int | None = 20_000,
-        ranker_holdout: str = "time",
+        ranker_holdout: str = "mixed",
         ranker_random_windows: int = 2,
         ranker_random_fraction: float = 0.1,
         feedback_days: float = 7.0,

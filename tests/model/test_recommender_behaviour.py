@@ -144,7 +144,9 @@ def test_model_trained_before_cutoff_never_sees_later_events(genre_world, fast_p
         return original(ev, us, it, end)
 
     monkeypatch.setattr(recommender_module, "library_feature_provider", spy)
-    model = Recommender(random_state=0).set_params(**fast_params).fit(before)  # no items frame
+    # time windows only: a random window's own build is tested in test_label_windows.py
+    model = Recommender(random_state=0, ranker_holdout="time").set_params(**fast_params)
+    model.fit(before)  # no items frame
 
     # the fitted state only knows events before the cutoff
     assert model.trained_until_ < cutoff
@@ -185,8 +187,8 @@ def test_one_feature_build_equals_per_window_builds(genre_world, fast_params):
 
 def test_training_set_labels_come_after_features(genre_world, fast_params):
     events, users, items = genre_world
-    model = Recommender(random_state=0, use_features=False).set_params(**fast_params)
-    train = model.training_set(events, users, items)
+    model = Recommender(random_state=0, use_features=False, ranker_holdout="time")
+    train = model.set_params(**fast_params).training_set(events, users, items)
     assert len(train.group_sizes) > 0
     assert train.group_sizes.sum() == len(train.y) == len(train.X)
     for cutoff in train.cutoffs:
