@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     rerank: RerankStrengths = Field(
         default_factory=RerankStrengths,
         description='The re-ranking stage\'s default strengths, as JSON: {"diversity": 0.1, '
-        '"freshness": 0.0, "long_tail": 0.1, "freshness_half_life_days": 180} (the default '
+        '"freshness": 0.1, "long_tail": 0.3, "freshness_half_life_days": 180} (the default '
         "chosen on the results pages; all 0 keeps the ranker's order). A request may override "
         "each (reelrank/models/reranking.py).",
     )

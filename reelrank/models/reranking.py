@@ -89,11 +89,11 @@ class RerankConfig:
 
 
 NO_RERANKING: Final = RerankConfig()
-DEFAULT_RERANK: Final = RerankConfig(diversity=0.1, freshness=0.0, long_tail=0.1)
+DEFAULT_RERANK: Final = RerankConfig(diversity=0.1, freshness=0.1, long_tail=0.3)
 """What the service applies unless a request says otherwise. The rule, applied to the
 trade-off measured on the last time fold of both datasets (the results pages): each
 strength at the largest measured value that alone costs at most 2.5 % of nDCG@10 on both
-(freshness: none does)."""
+(``design_docs/03-model.md``, "Stage 3")."""
 
 
 def _strength(default: float, what: str) -> Any:
