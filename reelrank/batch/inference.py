@@ -68,21 +68,33 @@ def active_users(settings: Settings, active_days: int | None = None) -> np.ndarr
 
 
 def recommend_lists(
-    model: Any, users: np.ndarray, k: int, rerank: RerankConfig | None = None
+    model: Any,
+    users: np.ndarray,
+    k: int,
+    rerank: RerankConfig | None = None,
+    now: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """One chunk: ``user_id, items, scores`` of ``model``'s row of ``k`` for ``users``
-    (through the re-ranking stage ``rerank`` as of the end of training, when given)."""
-    found = model.recommend(users, k=k, exclude_seen=True, rerank=rerank)
+    (through the re-ranking stage ``rerank`` as of ``now``, when given: the stored rows must
+    be the ones the service would re-rank at serving time, freshness boost included)."""
+    found = model.recommend(users, k=k, exclude_seen=True, rerank=rerank, now=now)
     return lists_from_recommendations(found)
 
 
 def recommend_in_chunks(
-    model: Any, users: np.ndarray, k: int, chunk_size: int, rerank: RerankConfig | None = None
+    model: Any,
+    users: np.ndarray,
+    k: int,
+    chunk_size: int,
+    rerank: RerankConfig | None = None,
+    now: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Every user's list, ``chunk_size`` users at a time, in this process."""
-    parts = [recommend_lists(model, chunk, k, rerank) for chunk in chunks(users, chunk_size)]
+    parts = [recommend_lists(model, part, k, rerank, now) for part in chunks(users, chunk_size)]
     return (
-        pd.concat(parts, ignore_index=True) if parts else recommend_lists(model, users, k, rerank)
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else recommend_lists(model, users, k, rerank, now)
     )
 
 
@@ -104,14 +116,15 @@ def batch_recommend(
     users = active_users(settings, active_days)
     say(f"{len(users):,} active users, champion version {number}, k={k}")
     rerank = settings.rerank.config()  # the rows the service serves by default
+    now = pd.Timestamp.now(tz="UTC")  # re-ranked as of this run, as the service would
     started = time.perf_counter()
     if uses_ray(settings):
         from reelrank.engines.ray_batch import recommend_on_ray
 
-        lists = recommend_on_ray(settings, model, users, k, chunk_size, rerank)
+        lists = recommend_on_ray(settings, model, users, k, chunk_size, rerank, now)
         engine = "ray"
     else:
-        lists = recommend_in_chunks(model, users, k, chunk_size, rerank)
+        lists = recommend_in_chunks(model, users, k, chunk_size, rerank, now)
         engine = "local"
     compute = time.perf_counter() - started
     rows, write_seconds = write_lists(settings, lists, number)

@@ -24,14 +24,17 @@ from reelrank.schema import USER_ID
 class _ModelActor:
     """Holds the model (fetched once per actor); maps a batch of users to their lists."""
 
-    def __init__(self, model: Any, k: int, rerank: RerankConfig | None) -> None:
+    def __init__(
+        self, model: Any, k: int, rerank: RerankConfig | None, now: pd.Timestamp | None
+    ) -> None:
         self.model = ray_cluster.get(model)
         self.k = k
         self.rerank = rerank
+        self.now = now
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         users = batch[USER_ID].to_numpy("int64")
-        return recommend_lists(self.model, users, self.k, self.rerank)
+        return recommend_lists(self.model, users, self.k, self.rerank, self.now)
 
 
 def recommend_on_ray(
@@ -41,8 +44,10 @@ def recommend_on_ray(
     k: int,
     chunk_size: int,
     rerank: RerankConfig | None = None,
+    now: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """Every user's list (``user_id, items, scores``, by user id), computed on the cluster."""
+    """Every user's list (``user_id, items, scores``, by user id), computed on the cluster
+    (re-ranked as of ``now``, one clock for every actor)."""
     import ray.data
 
     with ray_cluster.connected(settings):
@@ -55,7 +60,7 @@ def recommend_on_ray(
         # model actors hold.
         mapped = ray.data.from_pandas(blocks).map_batches(
             _ModelActor,
-            fn_constructor_args=(ray_cluster.put(model), k, rerank),
+            fn_constructor_args=(ray_cluster.put(model), k, rerank, now),
             batch_size=chunk_size,
             batch_format="pandas",
             compute=ray.data.ActorPoolStrategy(size=actors),

@@ -651,14 +651,17 @@ class Recommender(BaseEstimator):
         feature_provider: FeatureProvider | None = None,
         as_of: pd.Timestamp | None = None,
         rerank: RerankConfig | None = None,
+        now: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
         """Top ``k`` items per user: ``user_id, item_id, score, rank`` (rank 1..k).
 
         Unknown users get a non-personalised list (popularity candidates, ranked); a ``k``
         larger than the catalogue returns every eligible item. ``feature_provider`` replaces
         the model's own feature snapshot (e.g. the Feast online store). ``rerank``: the
-        third stage (:mod:`reelrank.models.reranking`) as of ``as_of`` (default: the end
-        of training); ``None`` keeps the ranker's order.
+        third stage (:mod:`reelrank.models.reranking`) as of ``now``, its clock for the
+        release filter and the titles' ages (default: ``as_of``, else the end of
+        training; the service and ``batch-recommend`` pass the time they serve at);
+        ``None`` keeps the ranker's order.
         """
         self._check_fitted()
         if k < 1:
@@ -675,8 +678,9 @@ class Recommender(BaseEstimator):
             if rerank is None:
                 frames.append(self._top_k(block, chunk, scores, k))
             else:
-                now = as_of if as_of is not None else self.trained_until_
-                frames.append(self._reranked(block, chunk, scores, k, rerank, now))
+                clock = now if now is not None else as_of
+                clock = clock if clock is not None else self.trained_until_
+                frames.append(self._reranked(block, chunk, scores, k, rerank, clock))
         if not frames:
             return _empty_recommendations()
         return pd.concat(frames, ignore_index=True)

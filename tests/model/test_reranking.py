@@ -92,6 +92,24 @@ def test_the_recommender_reranks_as_of_the_given_time(fitted_genre_model) -> Non
     )
 
 
+def test_recommend_reads_the_freshness_boost_on_its_clock(fitted_genre_model) -> None:
+    """``now`` is the re-ranker's clock (the service and batch-recommend pass the time they
+    serve at): the same row as ``rerank(..., now=...)``, and by default the end of training."""
+    model, users = fitted_genre_model, [1, 2]
+    fresh = RerankConfig(freshness=1.0)
+    later = model.trained_until_ + pd.Timedelta(days=3_650)
+    served = model.recommend(users, k=8, rerank=fresh, now=later)
+    ranked = model.rank(model.candidates(users))
+    expected = model.rerank(ranked, fresh, k=8, now=later)
+    pd.testing.assert_frame_equal(
+        served[["user_id", "item_id"]].reset_index(drop=True),
+        expected[["user_id", "item_id"]].reset_index(drop=True),
+    )
+    default = model.recommend(users, k=8, rerank=fresh)
+    at_end = model.recommend(users, k=8, rerank=fresh, now=model.trained_until_)
+    pd.testing.assert_frame_equal(default, at_end)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     n=st.integers(1, 80),

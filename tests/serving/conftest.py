@@ -36,6 +36,17 @@ PIPELINE_ARGS = [
 ]
 
 
+def served_row(model, user: int, k: int = 10, config=None) -> pd.DataFrame:
+    """The row the service serves ``user`` with the re-ranking ``config`` (default: the
+    default strengths): re-ranked as of *now*, the request time, as the service does
+    (``recommend``'s own default clock is the end of training, where a title's age, and
+    so its freshness boost, differ)."""
+    from reelrank.models.reranking import DEFAULT_RERANK
+
+    now = pd.Timestamp.now(tz="UTC")
+    return model.recommend([user], k=k, rerank=config or DEFAULT_RERANK, now=now)
+
+
 @pytest.fixture(scope="session")
 def small_world() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     from reelrank.data.synthetic import SyntheticConfig, generate_world

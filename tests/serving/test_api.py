@@ -20,7 +20,7 @@ from serving.app import create_app
 from serving.deployment import Deployment
 from serving.feedback import read_feedback
 from serving.service import RecommendationService, ServiceUnavailableError
-from tests.serving.conftest import FakeUserReader, make_state
+from tests.serving.conftest import FakeUserReader, make_state, served_row
 
 API_KEY = "a-long-enough-test-key"
 
@@ -61,7 +61,7 @@ def test_recommendations_match_the_model(client, fitted_model):
         response = client.get(f"/recommendations/{user}", params={"k": 7})
         assert response.status_code == 200
         body = response.json()
-        expected = fitted_model.recommend([user], k=7, rerank=DEFAULT_RERANK)
+        expected = served_row(fitted_model, user, k=7)
         assert [i["item_id"] for i in body["items"]] == expected["item_id"].tolist()
         np.testing.assert_allclose([i["score"] for i in body["items"]], expected["score"])
         assert [i["rank"] for i in body["items"]] == list(range(1, 8))
@@ -96,7 +96,7 @@ def test_genre_filter_keeps_only_that_genre(client, fitted_model, small_world):
 def test_unknown_user_gets_cold_start(client, fitted_model):
     body = client.get("/recommendations/987654321", params={"k": 5}).json()
     assert body["fallback"] == "cold_start"
-    expected = fitted_model.recommend([987654321], k=5, rerank=DEFAULT_RERANK)
+    expected = served_row(fitted_model, 987654321, k=5)
     assert [i["item_id"] for i in body["items"]] == expected["item_id"].tolist()
 
 
@@ -107,7 +107,7 @@ def test_online_store_failure_degrades_with_200(client, fitted_model, reader):
     assert response.status_code == 200
     assert response.json()["fallback"] == "degraded"
     # Degraded answers use the model's snapshot: here the same features, so same items.
-    expected = fitted_model.recommend([user], k=10, rerank=DEFAULT_RERANK)
+    expected = served_row(fitted_model, user)
     assert [i["item_id"] for i in response.json()["items"]] == expected["item_id"].tolist()
     metrics = client.get("/metrics").text
     assert 'reelrank_fallbacks_total{kind="degraded"} 1.0' in metrics
@@ -204,12 +204,12 @@ def test_the_row_is_reranked_by_default_and_each_strength_overridable(client, fi
         plain = fitted_model.recommend([user], k=10)["item_id"].tolist()  # the ranker's order
         assert _ids(client.get(f"/recommendations/{user}", params=off)) == plain
         default = _ids(client.get(f"/recommendations/{user}"))
-        expected = fitted_model.recommend([user], k=10, rerank=DEFAULT_RERANK)
+        expected = served_row(fitted_model, user)
         assert default == expected["item_id"].tolist()
         diverse = _ids(client.get(f"/recommendations/{user}", params={"diversity": 0.9}))
-        # the strengths not given stay the default's (long_tail 0.1)
+        # the strengths not given stay the default's
         strong = DEFAULT_RERANK.with_strengths(diversity=0.9)
-        assert diverse == fitted_model.recommend([user], k=10, rerank=strong)["item_id"].tolist()
+        assert diverse == served_row(fitted_model, user, config=strong)["item_id"].tolist()
         moved += diverse != plain
     assert moved, "a strong diversity setting changed no user's row"
 
@@ -220,7 +220,7 @@ def test_excluded_items_are_never_shown(client, fitted_model):
     without = _ids(client.get(f"/recommendations/{user}", params={"k": 5, "exclude": first[:3]}))
     assert len(without) == 5
     assert not set(without) & set(first[:3])
-    off = {"diversity": 0, "long_tail": 0, "k": 5}
+    off = {"diversity": 0, "freshness": 0, "long_tail": 0, "k": 5}
     ranked = _ids(client.get(f"/recommendations/{user}", params=off | {"k": 8}))
     filtered = _ids(client.get(f"/recommendations/{user}", params=off | {"exclude": ranked[:3]}))
     assert filtered == ranked[3:8]  # the ranker's order, the excluded left out
@@ -365,10 +365,7 @@ def test_state_dependency_can_be_overridden(client, fitted_model, serving_settin
 
 def test_reload_under_concurrent_requests_loses_none(client, fitted_model):
     users = known_users(fitted_model, 5)
-    expected = {
-        u: fitted_model.recommend([u], k=10, rerank=DEFAULT_RERANK)["item_id"].tolist()
-        for u in users
-    }
+    expected = {u: served_row(fitted_model, u)["item_id"].tolist() for u in users}
     failures: list[str] = []
     seen_versions: set[str] = set()
     stop = threading.Event()

@@ -72,8 +72,10 @@ def test_the_service_answers_from_the_table_and_falls_back_online(
     from tests.serving.conftest import make_state
 
     users = np.asarray(fitted_model.interactions_.user_ids[:30], dtype=np.int64)
-    # batch-recommend stores the rows of the default re-ranking, which the service serves
-    lists = recommend_in_chunks(fitted_model, users, 10, 8, settings.rerank.config())
+    # batch-recommend stores the rows of the default re-ranking, which the service serves,
+    # re-ranked as of the run (the freshness boost reads the titles' ages then)
+    now = pd.Timestamp.now(tz="UTC")
+    lists = recommend_in_chunks(fitted_model, users, 10, 8, settings.rerank.config(), now)
     SqliteTopK(sqlite_path(settings)).write(lists, "1")
     online = RecommendationService(settings, loader=lambda s: make_state(fitted_model, s))
     online.load()

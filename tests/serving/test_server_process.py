@@ -16,8 +16,7 @@ import httpx
 import pytest
 
 from reelrank.config import Settings
-from reelrank.models.reranking import DEFAULT_RERANK
-from tests.serving.conftest import ROOT, free_port
+from tests.serving.conftest import ROOT, free_port, served_row
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group("serving")]
 
@@ -119,7 +118,7 @@ def test_every_route_and_parity_with_the_recommender(server, champion, pipeline_
         users = [int(u) for u in champion.interactions_.user_ids[:25]]
         for user in users:
             body = client.get(f"/recommendations/{user}", params={"k": 10}).json()
-            expected = champion.recommend([user], k=10, rerank=DEFAULT_RERANK)
+            expected = served_row(champion, user)
             assert body["fallback"] is None
             assert [i["item_id"] for i in body["items"]] == expected["item_id"].tolist()
             assert len(body["items"]) == 10
@@ -129,7 +128,7 @@ def test_every_route_and_parity_with_the_recommender(server, champion, pipeline_
         cold = client.get("/recommendations/99999999").json()
         assert cold["fallback"] == "cold_start"
         assert [i["item_id"] for i in cold["items"]] == (
-            champion.recommend([99999999], k=10, rerank=DEFAULT_RERANK)["item_id"].tolist()
+            served_row(champion, 99999999)["item_id"].tolist()
         )
         batch = client.post("/recommendations", json={"user_ids": users[:3], "k": 5}).json()
         assert [r["user_id"] for r in batch["results"]] == users[:3]

@@ -74,7 +74,12 @@ def test_the_rerank_default_is_the_chosen_one_and_overridable(
     assert Settings(data_dir=tmp_path).rerank.config() == DEFAULT_RERANK
     monkeypatch.setenv("REELRANK_RERANK", '{"diversity": 0.3, "long_tail": 0}')
     config = Settings(data_dir=tmp_path).rerank.config()
-    assert (config.diversity, config.freshness, config.long_tail) == (0.3, 0.0, 0.0)
+    # a strength not given keeps the default's
+    assert (config.diversity, config.freshness, config.long_tail) == (
+        0.3,
+        DEFAULT_RERANK.freshness,
+        0.0,
+    )
     for bad in ('{"diversity": 1.5}', '{"diversity": NaN}', '{"boost": 1}'):
         monkeypatch.setenv("REELRANK_RERANK", bad)
         with pytest.raises(ValidationError, match="rerank"):
