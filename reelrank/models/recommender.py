@@ -660,7 +660,8 @@ class Recommender(BaseEstimator):
         the model's own feature snapshot (e.g. the Feast online store). ``rerank``: the
         third stage (:mod:`reelrank.models.reranking`) as of ``now``, its clock for the
         release filter and the titles' ages (default: ``as_of``, else the end of
-        training; the service and ``batch-recommend`` pass the time they serve at);
+        training; ``batch-recommend`` passes its run's time, as the service re-ranks
+        at request time);
         ``None`` keeps the ranker's order.
         """
         self._check_fitted()
